@@ -1,0 +1,554 @@
+/**
+ * Exporter-side access-log benchmarks (issue 6, issue 8 figure 5):
+ *
+ * 3. `logs.otlp_records_per_sec`: LogRecords built (toLogRecord, through
+ *    @opentelemetry/sdk-logs) and exported over OTLP/gRPC by the otlp exporter
+ *    (default config: gzip, queue 10,000, batch 512), counted as received by
+ *    the in-repo receiver (test/helpers/otlpReceiver.ts). The agent runs in a
+ *    child process pinned to CPU 0, the receiver in another child pinned to
+ *    CPU 1 (its decode CPU is not charged to the agent); this process only
+ *    orchestrates. Comparison: the same with `compression: none`.
+ * 4. `logs.backend_down_rss`: the agent pushing 50,000 records/s for 60 s
+ *    while the receiver is stopped; RSS sampled every second; dropped records
+ *    from the exporter's self-metrics.
+ *
+ * Run alone: node --import tsx bench/logs.ts   (prints the figures as JSON)
+ */
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { DataPointType } from '@opentelemetry/sdk-metrics';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { pino } from 'pino';
+import { parseComponentId, type CreateSettings, type Host } from '../src/component/component.js';
+import { otlpExporterFactory } from '../src/exporters/otlp/factory.js';
+import type { OtlpLogsExporter } from '../src/exporters/otlp/OtlpLogsExporter.js';
+import type { AccessLogEntry } from '../src/model/logs.js';
+import { SelfTelemetry } from '../src/telemetry/SelfTelemetry.js';
+import { figure, median, type BenchContext, type Figure } from './lib/types.js';
+import { OtlpReceiver } from '../test/helpers/otlpReceiver.js';
+
+const SELF = fileURLToPath(import.meta.url);
+const REPO = join(dirname(SELF), '..');
+const COMMAND = 'node --import tsx bench/logs.ts';
+const MB = 2 ** 20;
+
+const round = (x: number, digits = 1): number => Math.round(x * 10 ** digits) / 10 ** digits;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function gcFn(): () => void {
+  const g = (globalThis as { gc?: () => void }).gc;
+  if (g !== undefined) return g;
+  setFlagsFromString('--expose-gc');
+  return runInNewContext('gc') as () => void;
+}
+
+/** utime + stime of a process, seconds (Linux /proc). */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields 14 and 15 (utime, stime) are at 11 and 12 after the command.
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+/** Seconds a process spent runnable but waiting for a CPU (Linux schedstat, main thread), 0 if unavailable. */
+function waitSeconds(pid: number): number {
+  try {
+    return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[1]) / 1e9;
+  } catch {
+    return 0;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Workload: access-log entries as the receiver + k8s_attributes hand them over.
+
+const POOL = 1_024;
+
+function makeEntries(): AccessLogEntry[] {
+  const out: AccessLogEntry[] = [];
+  const base = 1_726_301_966_552_709_932n;
+  for (let i = 0; i < POOL; i++) {
+    const client = i % 64;
+    const server = i % 16;
+    const fail = i % 100 === 0;
+    out.push({
+      event: {
+        kind: fail ? 'fail' : 'close',
+        direction: i % 2 === 0 ? 'INBOUND' : 'OUTBOUND',
+        family: i % 8 === 0 ? 6 : 4,
+        srcAddr: i % 8 === 0 ? `fd00:10:244::${client.toString(16)}` : `10.244.1.${client}`,
+        srcPort: 30_000 + i,
+        dstAddr: i % 8 === 0 ? `fd00:10:245::${server.toString(16)}` : `10.244.2.${server}`,
+        dstPort: 9080,
+        socketCookie: BigInt(i + 1),
+        netnsCookie: 4026531840n,
+        timeUnixNano: base + BigInt(i) * 1_000_000n,
+        durationNs: fail ? 0 : 2_733_902 + i * 1_000,
+        sentBytes: fail ? 0 : 5 + i,
+        receivedBytes: fail ? 0 : 292 + i,
+        srttUs: fail ? 0 : 250 + i,
+        minRttUs: fail ? 0 : 100,
+        retransmits: i % 7 === 0 ? 1 : 0,
+        lostPackets: 0,
+        segsIn: 4,
+        segsOut: 4,
+        state: fail ? 'SYN_SENT' : 'CLOSE',
+        ...(fail ? { failure: 'refused' as const } : {}),
+      },
+      attributes: {
+        'src.workload': `client-${client}`,
+        'src.namespace': `ns-${client % 8}`,
+        'dst.service': `server-${server}.ns-${server % 8}.svc.cluster.local`,
+        'dst.workload': `server-${server}`,
+        'dst.namespace': `ns-${server % 8}`,
+        'k8s.pod.name': `server-${server}-7d9f8c6b5-${(i % 97).toString(36).padStart(5, 'x')}`,
+        'k8s.namespace.name': `ns-${server % 8}`,
+        'k8s.deployment.name': `server-${server}`,
+        'k8s.node.name': 'bench-node',
+        'k8s.pod.uid': `00000000-0000-0000-0000-${String(i).padStart(12, '0')}`,
+      },
+      observedUnixNano: base + BigInt(i) * 1_000_000n + 47_000_000n,
+    });
+  }
+  return out;
+}
+
+function settings(id: string): CreateSettings {
+  const resource = resourceFromAttributes({ 'service.name': 'kmesh-otel', 'service.version': 'bench', 'k8s.node.name': 'bench-node' });
+  return { id: parseComponentId(id)!, logger: pino({ level: 'silent' }), telemetry: new SelfTelemetry(resource), resource };
+}
+
+/** Sum of a self-metric counter (all attribute sets). */
+async function selfCounter(s: CreateSettings, name: string): Promise<number> {
+  const { resourceMetrics } = await s.telemetry.producer.collect();
+  let total = 0;
+  for (const sm of resourceMetrics.scopeMetrics) {
+    for (const m of sm.metrics) {
+      if (m.descriptor.name !== name || m.dataPointType !== DataPointType.SUM) continue;
+      for (const p of m.dataPoints) total += p.value;
+    }
+  }
+  return total;
+}
+
+// ---------------------------------------------------------------------------
+// Children. Messages are `{ type, ... }` over the IPC channel.
+
+type Msg = { type: string } & Record<string, unknown>;
+const send = (m: Msg): void => void process.send!(m);
+
+/** Receiver child: the in-repo OTLP receiver, counting log records and discarding the decoded requests. */
+async function receiverChild(): Promise<void> {
+  const rx = await OtlpReceiver.start();
+  let records = 0;
+  let requests = 0;
+  const drain = (): void => {
+    const reqs = rx.logsRequests.splice(0);
+    requests += reqs.length;
+    for (const req of reqs) {
+      for (const rl of req.resourceLogs ?? []) for (const sl of rl.scopeLogs ?? []) records += (sl.logRecords ?? []).length;
+    }
+    rx.metricsRequests.length = 0;
+  };
+  const timer = setInterval(drain, 50);
+  send({ type: 'ready', endpoint: rx.endpoint });
+  process.on('message', (m: Msg) => {
+    if (m.type === 'count') {
+      drain();
+      send({ type: 'count', records, requests, at: Date.now() });
+    } else if (m.type === 'stop') {
+      void rx.stop().then(() => send({ type: 'stopped' }));
+    } else if (m.type === 'exit') {
+      clearInterval(timer);
+      void rx.stop().then(() => process.exit(0));
+    }
+  });
+}
+
+interface AgentReport {
+  type: 'report';
+  pushed: number;
+  sent: number;
+  dropped: number;
+  failed: number;
+  queued: number;
+  rssSamples: number[];
+  heapSamples: number[];
+  baselineRss: number;
+}
+
+/**
+ * Agent child: the otlp logs exporter. `throughput`: pushes with back-pressure
+ * (keeps the bounded queue full, never drops). `down`: pushes at a steady rate
+ * and, on `window`, samples RSS every second for `seconds`, then reports.
+ */
+async function agentChild(mode: 'throughput' | 'down', endpoint: string, compression: 'gzip' | 'none', rate: number, seconds: number): Promise<void> {
+  const gc = gcFn();
+  const entries = makeEntries();
+  const s = settings('otlp');
+  const cfg = otlpExporterFactory.configSchema.parse({ endpoint, tls: { insecure: true }, compression });
+  const exp = otlpExporterFactory.createLogs!(s, cfg) as OtlpLogsExporter;
+  const host: Host = { reportFatalError: () => undefined };
+  await exp.start(host);
+  const cap = cfg.sending_queue.queue_size;
+  const chunk = cfg.sending_queue.batch_size;
+  let pushed = 0;
+  let next = 0;
+  const push = (n: number): void => {
+    while (n > 0) {
+      const k = Math.min(n, chunk, POOL - next);
+      exp.consumeLogs({ entries: entries.slice(next, next + k) });
+      next = (next + k) % POOL;
+      pushed += k;
+      n -= k;
+    }
+  };
+  gc();
+  const baselineRss = process.memoryUsage().rss;
+  let running = true;
+  const rssSamples: number[] = [];
+  const heapSamples: number[] = [];
+
+  const report = async (): Promise<void> => {
+    send({
+      type: 'report',
+      pushed,
+      sent: await selfCounter(s, 'kmesh_otel_exporter_sent_log_records'),
+      dropped: await selfCounter(s, 'kmesh_otel_exporter_dropped_log_records'),
+      failed: await selfCounter(s, 'kmesh_otel_exporter_send_failed_log_records'),
+      queued: exp.queued,
+      rssSamples,
+      heapSamples,
+      baselineRss,
+    } satisfies AgentReport);
+  };
+
+  if (mode === 'throughput') {
+    // Keep the queue topped up; yield to the event loop between chunks so exports progress.
+    // When the queue is full, wait 1 ms instead of spinning (a spinning producer would steal the pinned core from the export).
+    const loop = (): void => {
+      if (!running) return;
+      let budget = 8;
+      let did = false;
+      while (budget-- > 0 && exp.queued <= cap - chunk) {
+        push(chunk);
+        did = true;
+      }
+      if (did) setImmediate(loop);
+      else setTimeout(loop, 1);
+    };
+    setImmediate(loop);
+  } else {
+    // Steady rate, 10 ms ticks, drift-corrected.
+    const t0 = Date.now();
+    const ticker = setInterval(() => {
+      if (!running) return clearInterval(ticker);
+      const due = Math.floor(((Date.now() - t0) * rate) / 1000) - pushed;
+      if (due > 0) push(due);
+    }, 10);
+  }
+
+  process.on('message', (m: Msg) => {
+    if (m.type === 'window') {
+      const started = Date.now();
+      rssSamples.push(process.memoryUsage().rss);
+      heapSamples.push(process.memoryUsage().heapUsed);
+      const sampler = setInterval(() => {
+        const mu = process.memoryUsage();
+        rssSamples.push(mu.rss);
+        heapSamples.push(mu.heapUsed);
+        if (Date.now() - started >= seconds * 1000 - 100) {
+          clearInterval(sampler);
+          running = false;
+          void report();
+        }
+      }, 1000);
+    } else if (m.type === 'stop') {
+      running = false;
+      void report();
+    } else if (m.type === 'exit') {
+      running = false;
+      // Exit without waiting for the exporter's shutdown (a dead backend would take `timeout`).
+      process.exit(0);
+    }
+  });
+  send({ type: 'ready' });
+}
+
+// ---------------------------------------------------------------------------
+// Orchestration (this process does no measured work).
+
+/** Pinned to one CPU when the machine has two or more (agent: CPU 0, receiver: CPU 1). */
+function spawnChild(args: string[], cpu: number | undefined, ctx: Ctx): ChildProcess {
+  const nodeArgs = ['--import', 'tsx', '--expose-gc', SELF, ...args];
+  const stdio: ['ignore', 'inherit', 'inherit', 'ipc'] = ['ignore', 'inherit', 'inherit', 'ipc'];
+  const child =
+    cpu !== undefined
+      ? spawn('taskset', ['-c', String(cpu), process.execPath, ...nodeArgs], { cwd: REPO, stdio })
+      : spawn(process.execPath, nodeArgs, { cwd: REPO, stdio });
+  ctx.onCleanup(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  return child;
+}
+
+function pinning(): { agent: number | undefined; receiver: number | undefined; how: string } {
+  const n = cpus().length;
+  let taskset = false;
+  try {
+    readFileSync('/usr/bin/taskset');
+    taskset = true;
+  } catch {
+    taskset = false;
+  }
+  if (n >= 2 && taskset) return { agent: 0, receiver: 1, how: 'agent pinned to CPU 0, receiver to CPU 1 (taskset)' };
+  return { agent: undefined, receiver: undefined, how: `not pinned (${n} CPU(s)${taskset ? '' : ', no taskset'})` };
+}
+
+function nextMessage<T>(child: ChildProcess, type: string, timeoutMs = 120_000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`child: no '${type}' message within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onMsg = (m: Msg): void => {
+      if (m.type !== type) return;
+      cleanup();
+      resolve(m as T);
+    };
+    const onExit = (code: number | null): void => {
+      cleanup();
+      reject(new Error(`child exited (${code}) before '${type}'`));
+    };
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      child.off('message', onMsg);
+      child.off('exit', onExit);
+    };
+    child.on('message', onMsg);
+    child.on('exit', onExit);
+  });
+}
+
+async function ask<T>(child: ChildProcess, type: string, reply = type): Promise<T> {
+  const p = nextMessage<T>(child, reply);
+  child.send({ type });
+  return p;
+}
+
+async function ending(child: ChildProcess | undefined): Promise<void> {
+  if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    child.send({ type: 'exit' });
+  } catch {
+    // channel already closed
+  }
+  await new Promise<void>((resolve) => {
+    const t = setTimeout(() => {
+      child.kill('SIGKILL');
+      resolve();
+    }, 5_000);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
+
+interface ReceiverCount {
+  records: number;
+  requests: number;
+  at: number;
+}
+
+const WARMUP_MS = 1_500;
+const WINDOW_MS = 3_000;
+
+/** One agent child per compression setting; `runs` consecutive windows after a warm-up. */
+async function throughput(compression: 'gzip' | 'none', runs: number, ctx: Ctx): Promise<{ rates: number[]; agentCpu: number[]; rxCpu: number[]; agentWait: number[]; dropped: number; perRequest: number }> {
+  const pin = pinning();
+  let rx: ChildProcess | undefined;
+  let agent: ChildProcess | undefined;
+  try {
+    rx = spawnChild(['--child', 'receiver'], pin.receiver, ctx);
+    const { endpoint } = await nextMessage<{ endpoint: string }>(rx, 'ready');
+    agent = spawnChild(['--child', 'agent', 'throughput', endpoint, compression, '0', '0'], pin.agent, ctx);
+    await nextMessage(agent, 'ready');
+    await sleep(WARMUP_MS);
+    const rates: number[] = [];
+    const agentCpu: number[] = [];
+    const rxCpu: number[] = [];
+    const agentWait: number[] = [];
+    let w0 = waitSeconds(agent.pid!);
+    let c0 = await ask<ReceiverCount>(rx, 'count');
+    let a0 = cpuSeconds(agent.pid!);
+    let r0 = cpuSeconds(rx.pid!);
+    for (let i = 0; i < runs; i++) {
+      await sleep(WINDOW_MS);
+      const c1 = await ask<ReceiverCount>(rx, 'count');
+      const a1 = cpuSeconds(agent.pid!);
+      const r1 = cpuSeconds(rx.pid!);
+      const secs = (c1.at - c0.at) / 1000;
+      rates.push((c1.records - c0.records) / secs);
+      agentCpu.push((a1 - a0) / secs);
+      rxCpu.push((r1 - r0) / secs);
+      const w1 = waitSeconds(agent.pid!);
+      agentWait.push((w1 - w0) / secs);
+      w0 = w1;
+      c0 = c1;
+      a0 = a1;
+      r0 = r1;
+    }
+    const rep = await ask<AgentReport>(agent, 'stop', 'report');
+    return { rates, agentCpu, rxCpu, agentWait, dropped: rep.dropped, perRequest: c0.requests > 0 ? c0.records / c0.requests : 0 };
+  } finally {
+    await ending(agent);
+    await ending(rx);
+  }
+}
+
+async function recordsPerSecond(runs: number, ctx: Ctx): Promise<Figure> {
+  const load = loadavg()[0]!;
+  const gzip = await throughput('gzip', runs, ctx);
+  const none = await throughput('none', runs, ctx);
+  const pin = pinning();
+  const pct = (xs: number[]): string => `${Math.round(median(xs) * 100)}%`;
+  const notes =
+    `Agent child: OtlpLogsExporter (sdk-logs BatchLogRecordProcessor, queue 10,000, batch 512, one export in flight) fed ` +
+    `AccessLogEntries (10 processor attributes each, 1% failed connects, 1/8 IPv6) with back-pressure (queue kept full, ` +
+    `dropped: gzip ${gzip.dropped}, none ${none.dropped}); per record: toLogRecord (Kmesh line body + ~30 attributes), ` +
+    `logger.emit, OTLP protobuf encode, gRPC. Receiver child: test/helpers/otlpReceiver.ts (full decode), counts records ` +
+    `per ${WINDOW_MS / 1000} s window after a ${WARMUP_MS / 1000} s warm-up; ${pin.how}. CPU use (median of windows, 100% = one ` +
+    `core): gzip agent ${pct(gzip.agentCpu)}, receiver ${pct(gzip.rxCpu)}; none agent ${pct(none.agentCpu)}, receiver ` +
+    `${pct(none.rxCpu)}. Agent runnable but waiting for its CPU (schedstat run delay, other load on the machine): gzip ` +
+    `${pct(gzip.agentWait)}, none ${pct(none.agentWait)} of the window. Records per export request: ~${Math.round(gzip.perRequest)}. An agent below 100% means the one-export-in-flight ` +
+    `round trip (including the receiver's decode) is the limit, not the agent's core. 1-min load average at start: ` +
+    `${load.toFixed(2)} on ${cpus().length} cores.`;
+  return figure({
+    id: 'logs.otlp_records_per_sec',
+    title: 'Access-log LogRecords/s built and exported over OTLP/gRPC (default config: gzip), received by the in-repo receiver',
+    unit: 'records/s',
+    command: ctx.command,
+    runs: gzip.rates.map((x) => Math.round(x)),
+    comparison: { title: 'same, compression: none', runs: none.rates.map((x) => Math.round(x)) },
+    target: '>= 100,000 records/s on one core (median)',
+    check: (f) => f.median >= 100_000,
+    notes,
+  });
+}
+
+const DOWN_RATE = 50_000;
+const DOWN_SECONDS = 60;
+
+function slopeMBPerMin(samples: number[], fromSec: number): number {
+  const pts = samples.map((y, x) => [x, y / MB] as const).filter(([x]) => x >= fromSec);
+  const n = pts.length;
+  if (n < 2) return 0;
+  const mx = pts.reduce((a, [x]) => a + x, 0) / n;
+  const my = pts.reduce((a, [, y]) => a + y, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (const [x, y] of pts) {
+    num += (x - mx) * (y - my);
+    den += (x - mx) ** 2;
+  }
+  return (num / den) * 60;
+}
+
+async function backendDown(ctx: Ctx, seconds: number): Promise<Figure> {
+  const load = loadavg()[0]!;
+  const pin = pinning();
+  let rx: ChildProcess | undefined;
+  let agent: ChildProcess | undefined;
+  try {
+    rx = spawnChild(['--child', 'receiver'], pin.receiver, ctx);
+    const { endpoint } = await nextMessage<{ endpoint: string }>(rx, 'ready');
+    agent = spawnChild(['--child', 'agent', 'down', endpoint, 'gzip', String(DOWN_RATE), String(seconds)], pin.agent, ctx);
+    await nextMessage(agent, 'ready');
+    // Up first: records flow; then the backend goes away (port closed) for the whole window.
+    await sleep(2_000);
+    const before = await ask<ReceiverCount>(rx, 'count');
+    await ask(rx, 'stop', 'stopped');
+    const rep = await ask<AgentReport>(agent, 'window', 'report');
+    const rss = rep.rssSamples;
+    // Flatness is judged after the queue has filled (it fills in well under a second at this rate).
+    const from = Math.min(10, Math.floor(rss.length / 4));
+    const mid = Math.floor((from + rss.length) / 2);
+    const slope = slopeMBPerMin(rss, from);
+    const start = rss[0]!;
+    const firstHalfMax = Math.max(...rss.slice(from, mid));
+    const secondHalfMax = Math.max(...rss.slice(mid));
+    const flat = slope <= 2 && secondHalfMax - firstHalfMax <= 8 * MB;
+    const notes =
+      `${seconds === DOWN_SECONDS ? 'One' : 'QUICK: a shortened'} ${seconds} s window; runs[] are the ${rss.length} per-second RSS samples of the agent child (absolute RSS; ` +
+      `node --import tsx includes the TypeScript loader). Receiver (child) up for 2 s first (${before.records.toLocaleString('en-US')} ` +
+      `records delivered), then stopped (port closed) for the window. RSS: start ${round(start / MB)} MB, median ` +
+      `${round(median(rss) / MB)} MB, max ${round(Math.max(...rss) / MB)} MB; baseline before load ${round(rep.baselineRss / MB)} MB; ` +
+      `heap median ${round(median(rep.heapSamples) / MB)} MB. Flatness: least-squares slope over seconds ${from}-${seconds} = ` +
+      `${slope.toFixed(2)} MB/min, max of seconds ${mid}-${seconds} minus max of seconds ${from}-${mid} = ${round((secondHalfMax - firstHalfMax) / MB)} MB ` +
+      `(flat: slope <= 2 MB/min and <= 8 MB): ${flat ? 'flat' : 'NOT flat'}. Self-metrics at the end: pushed ` +
+      `${rep.pushed.toLocaleString('en-US')}, kmesh_otel_exporter_sent_log_records ${rep.sent.toLocaleString('en-US')}, ` +
+      `kmesh_otel_exporter_dropped_log_records ${rep.dropped.toLocaleString('en-US')}, send_failed ${rep.failed.toLocaleString('en-US')}, ` +
+      `queued/in flight ${rep.queued.toLocaleString('en-US')} (cap 10,000); pushed - sent - dropped - failed - queued = ` +
+      `${rep.pushed - rep.sent - rep.dropped - rep.failed - rep.queued}. Default retry_on_failure (5 s initial, 30 s max interval, ` +
+      `5 min max elapsed) and queue. ${pin.how}; 1-min load average at start: ${load.toFixed(2)} on ${cpus().length} cores.`;
+    return figure({
+      id: 'logs.backend_down_rss',
+      title: `Agent RSS with the OTLP backend down for ${seconds} s under ${DOWN_RATE.toLocaleString('en-US')} records/s (per-second samples)`,
+      unit: 'MB',
+      command: ctx.command,
+      runs: rss.map((x) => round(x / MB)),
+      target: 'RSS flat (bounded by the queue)',
+      check: () => flat,
+      notes,
+    });
+  } finally {
+    await ending(agent);
+    await ending(rx);
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+/** What this module uses of the harness's BenchContext (so it also runs alone). */
+type Ctx = Pick<BenchContext, 'quick' | 'command' | 'deadline' | 'log' | 'onCleanup'>;
+
+export const title = 'Access logs: OTLP records/s, RSS with the backend down';
+export const budgetSeconds = 120;
+
+export async function run(ctx: Ctx): Promise<Figure[]> {
+  ctx.log('logs: OTLP records/s (gzip, then none)');
+  const rate = await recordsPerSecond(ctx.quick ? 2 : 3, ctx);
+  // Exactly one 60 s window (10 s in a quick smoke run).
+  const seconds = ctx.quick ? 10 : DOWN_SECONDS;
+  ctx.log(`logs: backend down for ${seconds} s under load`);
+  return [rate, await backendDown(ctx, seconds)];
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const args = process.argv.slice(2);
+  if (args[0] === '--child' && args[1] === 'receiver') {
+    await receiverChild();
+  } else if (args[0] === '--child' && args[1] === 'agent') {
+    await agentChild(args[2] as 'throughput' | 'down', args[3]!, args[4] as 'gzip' | 'none', Number(args[5]), Number(args[6]));
+  } else {
+    const cleanups: Array<() => void | Promise<void>> = [];
+    try {
+      const figs = await run({
+        quick: args.includes('--quick') || process.env.BENCH_QUICK === '1',
+        command: COMMAND,
+        deadline: Date.now() + budgetSeconds * 1000,
+        log: (m) => void process.stderr.write(m + '\n'),
+        onCleanup: (fn) => void cleanups.push(fn),
+      });
+      process.stdout.write(JSON.stringify(figs, null, 2) + '\n');
+    } finally {
+      for (const fn of cleanups.reverse()) await fn();
+    }
+  }
+}

@@ -1,0 +1,383 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * TCP connection telemetry straight from kernel sockets.
+ *
+ * Two program families share one per-socket state map:
+ *   - kmesh_sockops   (SEC "sockops", attached at the cgroup-v2 root, so it sees
+ *                      every TCP socket of the node, every network namespace):
+ *                      emits RECORD_OPEN / RECORD_CLOSE / RECORD_FAIL through the
+ *                      `events` ringbuf;
+ *   - kmesh_conn_iter (SEC "iter/bpf_sk_storage_map"): walks `conn_state` when
+ *                      user space reads the iterator and writes RECORD_REPORT
+ *                      records with running totals straight into the read()
+ *                      buffer (bpf_seq_write), so periodic reports of 100k idle
+ *                      connections never compete with events for ringbuf space.
+ *
+ * There is deliberately no per-packet hook: tracing programs (fentry/kprobe)
+ * do not load on the target kernels, and per-packet sockops callbacks would
+ * cost on the data path. Everything is CO-RE: fields are read through BTF
+ * pointers (bpf_skc_to_tcp_sock / vmlinux.h's preserve_access_index), never at
+ * hard-coded offsets, and there are no kernel-version #ifs.
+ *
+ * Addresses follow the record contract: src = initiator (client), dst =
+ * acceptor (server) whatever the direction. orig_dst is left zero: with
+ * kube-proxy (iptables/IPVS) DNAT happens on the packet path, after connect(),
+ * so the client socket's own daddr already *is* the original destination (the
+ * ClusterIP) and there is nothing better to report from a socket hook; on the
+ * server side the pre-DNAT address is not visible to the socket at all.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+
+#include "record.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Not in vmlinux.h (they are #defines in the uapi headers). */
+#define AF_INET 2
+#define AF_INET6 10
+
+/*
+ * Tunable, set by user space between open and load (it lives in .rodata, so
+ * the verifier sees it as a constant). Submits do not wake the reader until
+ * this many bytes wait in the ringbuf; user space drains on a short timer for
+ * everything below. One wake-up per record slowed connection churn 4x.
+ */
+const volatile __u64 wakeup_bytes = 64 * 1024;
+
+/* Per-socket state, kept in socket-local storage (freed with the socket). */
+struct conn_state {
+	__u64 socket_cookie;
+	__u64 netns_cookie;
+	__u64 connect_ns;      /* TCP_CONNECT_CB time (active opens only) */
+	__u64 start_ns;        /* establishment time, 0 until established */
+	/*
+	 * tcp_sock.bytes_acked / bytes_received at establishment. Subtracting
+	 * them removes whatever the handshake put there (the client's SYN is
+	 * counted in bytes_acked on this kernel, see payload_totals()) without
+	 * depending on which handshake path ran.
+	 */
+	__u64 acked_base;
+	__u64 received_base;
+	__u8 src_addr[16];
+	__u8 dst_addr[16];
+	__u16 src_port;
+	__u16 dst_port;
+	__u16 family;
+	__u8 direction;
+	__u8 established;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* required for sk_storage */
+	__type(key, int);
+	__type(value, struct conn_state);
+} conn_state SEC(".maps");
+
+/* Default 1 MiB; user space may resize it before load (power of two pages). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} events SEC(".maps");
+
+/* Failed bpf_ringbuf_reserve()s, per CPU so counting never contends. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost_records SEC(".maps");
+
+/* Keep the record type in the object's BTF even if the compiler would drop
+ * it: user space checks its decoder offsets against this BTF. */
+struct conn_record _conn_record_btf_anchor = {};
+
+/* TCPF_* masks of the states in which our FIN has been queued (write_seq
+ * already counts it): tcp_close_state() moves ESTABLISHED -> FIN_WAIT1 and
+ * CLOSE_WAIT -> LAST_ACK before tcp_send_fin(). */
+#define FIN_QUEUED_STATES ((1 << TCP_FIN_WAIT1) | (1 << TCP_FIN_WAIT2) | \
+			   (1 << TCP_CLOSING) | (1 << TCP_LAST_ACK) | (1 << TCP_TIME_WAIT))
+
+/*
+ * Exact application payload totals, 64-bit.
+ *
+ * tcp_sock.bytes_acked (RFC 4898 tcpEStatsAppHCThruOctetsAcked) and
+ * bytes_received (tcpEStatsAppHCThruOctetsReceived) are sums of sequence-space
+ * advances, and SYN and FIN each occupy one sequence number:
+ *   - tcp_snd_una_update() adds (ack - snd_una). The client's snd_una starts at
+ *     its ISN (tcp_connect_init), so the SYN-ACK adds 1 for the SYN
+ *     (tcp_rcv_synsent_state_process -> tcp_ack). The server's child starts
+ *     with snd_una = ISN + 1 (tcp_create_openreq_child), so it does not.
+ *     Both are removed by `acked_base`, sampled at *_ESTABLISHED_CB, which
+ *     runs after that tcp_ack(). The ACK of our FIN adds 1 more: removed when
+ *     a FIN was queued (state in FIN_QUEUED_STATES) and everything up to
+ *     write_seq (which includes the FIN, tcp_send_fin) is acked.
+ *   - tcp_rcv_nxt_update() adds (end_seq - rcv_nxt) when an in-order skb is
+ *     queued (tcp_queue_rcv / tcp_ofo_queue), and end_seq includes the FIN,
+ *     so a received FIN adds 1. The SYN does not (rcv_nxt is set directly in
+ *     tcp_rcv_synsent_state_process / tcp_create_openreq_child), but the
+ *     base is subtracted anyway. A received FIN is exactly when tcp_fin() ran,
+ *     and tcp_fin() sets SOCK_DONE (sock_flag() = skc_flags bit); sk_shutdown cannot be used because
+ *     close()/shutdown() set RCV_SHUTDOWN locally too.
+ * test/kernel/bytes.test.ts checks this on both sides of real connections.
+ */
+static __always_inline void payload_totals(struct tcp_sock *tp, const struct conn_state *st,
+					   struct conn_record *rec)
+{
+	struct sock *sk = (struct sock *)tp;
+	__u64 acked = tp->bytes_acked - st->acked_base;
+	__u64 received = tp->bytes_received - st->received_base;
+	int state = sk->__sk_common.skc_state;
+
+	if (((1 << state) & FIN_QUEUED_STATES) && tp->snd_una == tp->write_seq && acked > 0)
+		acked -= 1;
+	if ((sk->__sk_common.skc_flags & (1UL << bpf_core_enum_value(enum sock_flags, SOCK_DONE))) &&
+	    received > 0)
+		received -= 1;
+	rec->sent_bytes = acked;
+	rec->received_bytes = received;
+}
+
+/* RTT, retransmission and segment counters, in real units. */
+static __always_inline void tcp_stats(struct tcp_sock *tp, struct conn_record *rec)
+{
+	__u32 min_rtt = tp->rtt_min.s[0].v;
+
+	/* srtt_us holds the smoothed RTT << 3 (tcp_rtt_estimator, RFC 6298 in fixed point). */
+	rec->srtt_us = tp->srtt_us >> 3;
+	/* minmax starts as ~0U ("no sample yet", tcp_init_sock -> minmax_reset). */
+	rec->min_rtt_us = min_rtt == ~0U ? 0 : min_rtt;
+	rec->total_retrans = tp->total_retrans;
+	rec->lost_out = tp->lost_out;
+	rec->segs_in = tp->segs_in;
+	rec->segs_out = tp->segs_out;
+}
+
+static __always_inline void fill_from_state(const struct conn_state *st, struct conn_record *rec)
+{
+	rec->socket_cookie = st->socket_cookie;
+	rec->netns_cookie = st->netns_cookie;
+	rec->start_ns = st->start_ns;
+	__builtin_memcpy(rec->src_addr, st->src_addr, sizeof(rec->src_addr));
+	__builtin_memcpy(rec->dst_addr, st->dst_addr, sizeof(rec->dst_addr));
+	rec->src_port = st->src_port;
+	rec->dst_port = st->dst_port;
+	rec->family = st->family;
+	rec->direction = st->direction;
+}
+
+/*
+ * Records the tuple with src = initiator, dst = acceptor. Read from the socket
+ * itself (sock_common) rather than the sock_ops context so one code path
+ * serves both address families; IPv4 on an AF_INET6 socket shows up as
+ * AF_INET6 with a v4-mapped address and user space normalises it.
+ */
+static __always_inline void remember_tuple(struct conn_state *st, struct sock *sk, __u8 direction)
+{
+	struct sock_common *skc = &sk->__sk_common;
+	__u8 local[16] = {}, remote[16] = {};
+	__u16 local_port = skc->skc_num;               /* host byte order */
+	__u16 remote_port = bpf_ntohs(skc->skc_dport); /* network byte order */
+	__u16 family = skc->skc_family;
+
+	if (family == AF_INET) {
+		__u32 l = skc->skc_rcv_saddr, r = skc->skc_daddr;
+		__builtin_memcpy(local, &l, 4);
+		__builtin_memcpy(remote, &r, 4);
+	} else {
+		BPF_CORE_READ_INTO(&local, skc, skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&remote, skc, skc_v6_daddr.in6_u.u6_addr8);
+	}
+	st->family = family;
+	st->direction = direction;
+	if (direction == DIRECTION_OUTBOUND) {
+		__builtin_memcpy(st->src_addr, local, 16);
+		__builtin_memcpy(st->dst_addr, remote, 16);
+		st->src_port = local_port;
+		st->dst_port = remote_port;
+	} else {
+		__builtin_memcpy(st->src_addr, remote, 16);
+		__builtin_memcpy(st->dst_addr, local, 16);
+		st->src_port = remote_port;
+		st->dst_port = local_port;
+	}
+}
+
+static __always_inline void count_lost(void)
+{
+	__u32 zero = 0;
+	__u64 *lost = bpf_map_lookup_elem(&lost_records, &zero);
+
+	if (lost)
+		*lost += 1; /* per-CPU slot, no atomics needed */
+}
+
+/*
+ * Submits without waking the reader unless the ringbuf holds at least
+ * wakeup_bytes: user space polls with a short timeout and drains on it, so a
+ * quiet node costs one wake-up per timer tick and a busy one one per
+ * wakeup_bytes, never one per record.
+ */
+static __always_inline void submit(struct conn_record *rec)
+{
+	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+
+	if (avail + sizeof(*rec) >= wakeup_bytes)
+		bpf_ringbuf_submit(rec, BPF_RB_FORCE_WAKEUP);
+	else
+		bpf_ringbuf_submit(rec, BPF_RB_NO_WAKEUP);
+}
+
+static __always_inline void emit(struct bpf_sock_ops *ctx, struct tcp_sock *tp,
+				 const struct conn_state *st, __u8 kind, __u8 state)
+{
+	struct conn_record *rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
+
+	if (!rec) {
+		count_lost();
+		return;
+	}
+	__builtin_memset(rec, 0, sizeof(*rec));
+	fill_from_state(st, rec);
+	rec->event_ns = bpf_ktime_get_ns();
+	rec->kind = kind;
+	rec->state = state;
+	if (kind == RECORD_FAIL) {
+		/*
+		 * tcp_done_with_error() writes sk_err before tcp_done() moves the
+		 * socket to TCP_CLOSE, so the reason is already there (ECONNREFUSED
+		 * from tcp_reset in SYN_SENT, ETIMEDOUT from tcp_write_err, or the
+		 * ICMP error). 0 when the application aborted the connect itself.
+		 */
+		rec->sk_err = tp->inet_conn.icsk_inet.sk.sk_err;
+		rec->start_ns = st->connect_ns;
+	} else {
+		payload_totals(tp, st, rec);
+		tcp_stats(tp, rec);
+	}
+	submit(rec);
+}
+
+/* Enables BPF_SOCK_OPS_STATE_CB for this socket, keeping flags other
+ * programs attached to the same cgroup may have set. */
+static __always_inline void want_state_cb(struct bpf_sock_ops *ctx)
+{
+	bpf_sock_ops_cb_flags_set(ctx, ctx->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+}
+
+static __always_inline void on_established(struct bpf_sock_ops *ctx, struct bpf_sock *bsk,
+					   struct tcp_sock *tp, __u8 direction)
+{
+	struct conn_state *st;
+
+	st = bpf_sk_storage_get(&conn_state, bsk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st)
+		return; /* out of memory: the connection goes untracked */
+	if (direction == DIRECTION_INBOUND || !st->connect_ns) {
+		/* Passive side (fresh storage), or an active socket whose connect
+		 * we did not see (e.g. the program attached in between). */
+		st->socket_cookie = bpf_get_socket_cookie(ctx);
+		st->netns_cookie = bpf_get_netns_cookie(ctx);
+		remember_tuple(st, (struct sock *)tp, direction);
+	}
+	st->start_ns = bpf_ktime_get_ns();
+	st->acked_base = tp->bytes_acked;
+	st->received_base = tp->bytes_received;
+	st->established = 1;
+	want_state_cb(ctx);
+	emit(ctx, tp, st, RECORD_OPEN, TCP_ESTABLISHED);
+}
+
+SEC("sockops")
+int kmesh_sockops(struct bpf_sock_ops *ctx)
+{
+	struct bpf_sock *bsk = ctx->sk;
+	struct conn_state *st;
+	struct tcp_sock *tp;
+	__u32 op = ctx->op;
+
+	if (!bsk)
+		return 1;
+	/* Only the callbacks below are of interest; return before the BTF
+	 * conversion for the rest (e.g. TIMEOUT_INIT, RWND_INIT, ...). */
+	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB && op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB &&
+	    op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_STATE_CB)
+		return 1;
+	tp = bpf_skc_to_tcp_sock(bsk);
+	if (!tp)
+		return 1;
+
+	switch (op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+		/*
+		 * Active open: SYN about to be sent. Remember start time and tuple
+		 * (source port and address are bound by now, inet_hash_connect),
+		 * and turn on the state callback so SYN_SENT -> CLOSE (refused,
+		 * timed out, unreachable) is seen: ACTIVE_ESTABLISHED_CB never
+		 * runs for a failed connect.
+		 */
+		st = bpf_sk_storage_get(&conn_state, bsk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (!st)
+			return 1;
+		st->socket_cookie = bpf_get_socket_cookie(ctx);
+		st->netns_cookie = bpf_get_netns_cookie(ctx);
+		st->connect_ns = bpf_ktime_get_ns();
+		remember_tuple(st, (struct sock *)tp, DIRECTION_OUTBOUND);
+		want_state_cb(ctx);
+		break;
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		on_established(ctx, bsk, tp, DIRECTION_OUTBOUND);
+		break;
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		on_established(ctx, bsk, tp, DIRECTION_INBOUND);
+		break;
+	case BPF_SOCK_OPS_STATE_CB:
+		/* args[0] = old state, args[1] = new state; tcp_set_state() calls
+		 * us before storing the new state, so sk_state is still the old. */
+		if (ctx->args[1] != TCP_CLOSE)
+			break;
+		st = bpf_sk_storage_get(&conn_state, bsk, 0, 0);
+		if (!st)
+			break; /* not ours (established before we attached) */
+		if (st->established)
+			emit(ctx, tp, st, RECORD_CLOSE, TCP_CLOSE);
+		else if (ctx->args[0] == TCP_SYN_SENT)
+			emit(ctx, tp, st, RECORD_FAIL, TCP_CLOSE);
+		bpf_sk_storage_delete(&conn_state, bsk);
+		break;
+	}
+	return 1;
+}
+
+/*
+ * Periodic report: one RECORD_REPORT per established tracked socket, any
+ * namespace (sk_storage is keyed by socket, not by namespace). Runs in the
+ * reader's read() call, under RCU; a socket closing concurrently either still
+ * shows up once more or not, and its RECORD_CLOSE carries the final totals.
+ */
+SEC("iter/bpf_sk_storage_map")
+int kmesh_conn_iter(struct bpf_iter__bpf_sk_storage_map *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	struct conn_state *st = ctx->value;
+	struct sock *sk = ctx->sk;
+	struct conn_record rec = {};
+	struct tcp_sock *tp;
+
+	if (!sk || !st || !st->established)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return 0;
+	fill_from_state(st, &rec);
+	rec.event_ns = bpf_ktime_get_ns();
+	rec.kind = RECORD_REPORT;
+	rec.state = sk->__sk_common.skc_state;
+	payload_totals(tp, st, &rec);
+	tcp_stats(tp, &rec);
+	bpf_seq_write(seq, &rec, sizeof(rec));
+	return 0;
+}

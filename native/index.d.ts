@@ -1,0 +1,69 @@
+/**
+ * kmesh_bpf: the N-API addon over libbpf that owns bpf/tcp_probe.bpf.o.
+ *
+ * Record format: every Buffer returned or delivered here is a packed sequence
+ * of `struct conn_record` (bpf/include/record.h, 136 bytes each, host byte
+ * order) with nothing in between; decode with DataView using offsets checked
+ * against the object's BTF.
+ *
+ * All methods throw an Error with a readable message (errno, what to do,
+ * the tail of libbpf's log) on failure; the `errno` property is set when the
+ * failure came from a system call.
+ */
+
+/** Tunables fixed between open and load. */
+export interface BpfProbeTunables {
+  /**
+   * Ringbuf fill level (bytes) from which a submit wakes the drain thread
+   * (BPF_RB_FORCE_WAKEUP); below it records wait for the poll timeout.
+   * Default 65536. 0 wakes on every record.
+   */
+  wakeupBytes: number;
+  /** Size of the events ringbuf in bytes: a power of two, >= page size. Default 1 MiB. */
+  ringbufBytes?: number;
+}
+
+export interface BpfProgramStats {
+  /** Cumulative kernel run time of kmesh_sockops (needs BPF stats enabled; see statsEnabled). */
+  runTimeNs: bigint;
+  /** Number of kmesh_sockops runs counted while stats were enabled. */
+  runCount: bigint;
+  /** Whether load() managed to enable BPF_STATS_RUN_TIME (else both counters stay 0). */
+  statsEnabled: boolean;
+}
+
+export declare class BpfProbe {
+  /** Opens the object and sets tunables (no kernel state yet). */
+  constructor(objPath: string, tunables: BpfProbeTunables);
+  /** Verifies and loads programs and maps; enables kernel run-time stats. */
+  load(): void;
+  /**
+   * Attaches kmesh_sockops to a cgroup-v2 directory with a bpf_link (multi-attach,
+   * never pinned: detached by close() or when the process dies).
+   */
+  attachCgroup(path: string): void;
+  /**
+   * Starts the drain thread: records are handed to `onBatch` as one packed
+   * Buffer per batch, at the latest every `pollTimeoutMs` (1..60000) and
+   * earlier when the ringbuf fill passes `wakeupBytes`. Keeps the event loop
+   * alive until stopDrain()/close().
+   */
+  startDrain(onBatch: (records: Buffer) => void, pollTimeoutMs: number): void;
+  /** Stops and joins the drain thread (within one poll timeout). Idempotent. */
+  stopDrain(): void;
+  /** Synchronously consumes whatever the ringbuf holds now (may be empty). */
+  drainNow(): Buffer;
+  /** Runs the conn_state iterator: RECORD_REPORT records for every established tracked socket. */
+  iterate(): Buffer;
+  /** Records dropped because the ringbuf was full (sum over CPUs). */
+  lostRecords(): bigint;
+  /** Kernel-side cost of kmesh_sockops. */
+  programStats(): BpfProgramStats;
+  /** Kernel program ids (as shown by `bpftool prog` / `bpftool cgroup show`). */
+  programIds(): { sockops: number; iter: number };
+  /** Stops draining, detaches, frees maps and programs. Idempotent; the probe is unusable afterwards. */
+  close(): void;
+}
+
+/** Absolute path of bpf/tcp_probe.bpf.o inside this package. */
+export declare const defaultObjectPath: string;

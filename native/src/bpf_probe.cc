@@ -1,0 +1,453 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "bpf_probe.h"
+
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+
+namespace {
+
+// libbpf reports details (verifier log, missing BTF, ...) through one global
+// print callback. Keep the tail of it so a failure can be explained in the
+// thrown Error instead of being sprayed on stderr.
+std::mutex gLogMutex;
+std::string gLibbpfLog;
+constexpr size_t kLogKeep = 16 * 1024;
+
+int CaptureLibbpfLog(enum libbpf_print_level level, const char* fmt, va_list args) {
+  if (level == LIBBPF_DEBUG) return 0;
+  char line[1024];
+  int n = vsnprintf(line, sizeof line, fmt, args);
+  if (n <= 0) return 0;
+  std::lock_guard<std::mutex> lock(gLogMutex);
+  gLibbpfLog.append(line, std::min<size_t>(static_cast<size_t>(n), sizeof line - 1));
+  if (gLibbpfLog.size() > kLogKeep) gLibbpfLog.erase(0, gLibbpfLog.size() - kLogKeep);
+  return 0;
+}
+
+void ClearLibbpfLog() {
+  std::lock_guard<std::mutex> lock(gLogMutex);
+  gLibbpfLog.clear();
+}
+
+std::string LibbpfLogTail(size_t max = 4096) {
+  std::lock_guard<std::mutex> lock(gLogMutex);
+  if (gLibbpfLog.empty()) return "";
+  size_t start = gLibbpfLog.size() > max ? gLibbpfLog.size() - max : 0;
+  return "\nlibbpf: " + gLibbpfLog.substr(start);
+}
+
+// What to do about an errno, in the caller's terms.
+std::string Advice(int err) {
+  switch (err) {
+    case EPERM:
+    case EACCES:
+      return "run as root or grant CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN";
+    case ENOENT:
+      return "check that the path exists (build the object with `npm run build:bpf`)";
+    case ENOSYS:
+    case EOPNOTSUPP:
+    case EINVAL:
+      return "the kernel may lack sockops/sk_storage/ringbuf/bpf_iter support or BTF "
+             "(/sys/kernel/btf/vmlinux); see the libbpf log below";
+    case EBUSY:
+      return "the resource is in use";
+    default:
+      return "see the libbpf log below";
+  }
+}
+
+[[noreturn]] void ThrowErrno(Napi::Env env, const std::string& what, int err) {
+  if (err < 0) err = -err;
+  std::string msg = what + ": " + strerror(err) + " (errno " + std::to_string(err) + "); " +
+                    Advice(err) + LibbpfLogTail();
+  Napi::Error e = Napi::Error::New(env, msg);
+  e.Set("errno", Napi::Number::New(env, err));
+  throw e;
+}
+
+[[noreturn]] void Throw(Napi::Env env, const std::string& msg) {
+  throw Napi::Error::New(env, msg);
+}
+
+// Sets a `const volatile` global of the object's .rodata (a tunable) before
+// load, locating it through the object's own BTF (DATASEC ".rodata") rather
+// than a generated skeleton, so the addon works with any build of the object.
+void SetRodataU64(Napi::Env env, bpf_object* obj, const char* name, uint64_t value) {
+  bpf_map* rodata = nullptr;
+  bpf_map* m;
+  bpf_object__for_each_map(m, obj) {
+    const char* mn = bpf_map__name(m);
+    size_t len = strlen(mn);
+    if (bpf_map__is_internal(m) && len >= 7 && strcmp(mn + len - 7, ".rodata") == 0) rodata = m;
+  }
+  const btf* b = bpf_object__btf(obj);
+  if (!rodata || !b) Throw(env, std::string("BPF object has no .rodata/BTF for tunable ") + name);
+  int sec_id = btf__find_by_name_kind(b, ".rodata", BTF_KIND_DATASEC);
+  if (sec_id < 0) Throw(env, "BPF object BTF has no .rodata DATASEC");
+  const btf_type* sec = btf__type_by_id(b, sec_id);
+  const btf_var_secinfo* vs = btf_var_secinfos(sec);
+  for (int i = 0; i < btf_vlen(sec); i++, vs++) {
+    const btf_type* var = btf__type_by_id(b, vs->type);
+    if (strcmp(btf__name_by_offset(b, var->name_off), name) != 0) continue;
+    if (vs->size != sizeof(uint64_t)) Throw(env, std::string("tunable ") + name + " is not 64-bit");
+    size_t size = 0;
+    auto* cur = static_cast<const uint8_t*>(bpf_map__initial_value(rodata, &size));
+    if (!cur || vs->offset + vs->size > size) Throw(env, "cannot read .rodata before load");
+    std::vector<uint8_t> image(cur, cur + size);
+    memcpy(image.data() + vs->offset, &value, sizeof value);
+    int err = bpf_map__set_initial_value(rodata, image.data(), image.size());
+    if (err) ThrowErrno(env, std::string("cannot set tunable ") + name, err);
+    return;
+  }
+  Throw(env, std::string("BPF object has no tunable ") + name);
+}
+
+uint32_t ProgId(bpf_program* p) {
+  bpf_prog_info info = {};
+  uint32_t len = sizeof info;
+  if (!p || bpf_obj_get_info_by_fd(bpf_program__fd(p), &info, &len) != 0) return 0;
+  return info.id;
+}
+
+}  // namespace
+
+Napi::Function BpfProbe::Init(Napi::Env env) {
+  libbpf_set_print(CaptureLibbpfLog);
+  return DefineClass(env, "BpfProbe",
+                     {
+                         InstanceMethod("load", &BpfProbe::Load),
+                         InstanceMethod("attachCgroup", &BpfProbe::AttachCgroup),
+                         InstanceMethod("startDrain", &BpfProbe::StartDrain),
+                         InstanceMethod("stopDrain", &BpfProbe::StopDrain),
+                         InstanceMethod("drainNow", &BpfProbe::DrainNow),
+                         InstanceMethod("iterate", &BpfProbe::Iterate),
+                         InstanceMethod("lostRecords", &BpfProbe::LostRecords),
+                         InstanceMethod("programStats", &BpfProbe::ProgramStats),
+                         InstanceMethod("programIds", &BpfProbe::ProgramIds),
+                         InstanceMethod("close", &BpfProbe::Close),
+                     });
+}
+
+BpfProbe::BpfProbe(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BpfProbe>(info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString())
+    Throw(env, "BpfProbe(objPath, tunables): objPath must be a string");
+  std::string path = info[0].As<Napi::String>();
+  uint64_t wakeupBytes = 64 * 1024;
+  uint32_t ringbufBytes = 0;
+  if (info.Length() >= 2 && info[1].IsObject()) {
+    Napi::Object t = info[1].As<Napi::Object>();
+    if (t.Has("wakeupBytes")) {
+      Napi::Value v = t.Get("wakeupBytes");
+      if (!v.IsNumber() || v.As<Napi::Number>().DoubleValue() < 0)
+        Throw(env, "tunables.wakeupBytes must be a non-negative number");
+      wakeupBytes = static_cast<uint64_t>(v.As<Napi::Number>().DoubleValue());
+    }
+    if (t.Has("ringbufBytes") && !t.Get("ringbufBytes").IsUndefined()) {
+      Napi::Value v = t.Get("ringbufBytes");
+      double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+      long page = sysconf(_SC_PAGESIZE);
+      uint64_t n = static_cast<uint64_t>(d);
+      if (d < page || d > (1u << 30) || (n & (n - 1)) != 0)
+        Throw(env, "tunables.ringbufBytes must be a power of two between the page size and 1 GiB");
+      ringbufBytes = static_cast<uint32_t>(n);
+    }
+  }
+
+  ClearLibbpfLog();
+  if (access(path.c_str(), R_OK) != 0)
+    ThrowErrno(env, "cannot read BPF object " + path, errno);
+  obj_ = bpf_object__open_file(path.c_str(), nullptr);
+  if (!obj_) ThrowErrno(env, "cannot open BPF object " + path, errno);
+  try {
+    sockops_ = bpf_object__find_program_by_name(obj_, "kmesh_sockops");
+    iter_ = bpf_object__find_program_by_name(obj_, "kmesh_conn_iter");
+    events_ = bpf_object__find_map_by_name(obj_, "events");
+    connState_ = bpf_object__find_map_by_name(obj_, "conn_state");
+    lost_ = bpf_object__find_map_by_name(obj_, "lost_records");
+    if (!sockops_ || !iter_ || !events_ || !connState_ || !lost_)
+      Throw(env, path + " lacks kmesh_sockops/kmesh_conn_iter/events/conn_state/lost_records: "
+                        "wrong or stale object, rebuild with `npm run build:bpf`");
+    SetRodataU64(env, obj_, "wakeup_bytes", wakeupBytes);
+    if (ringbufBytes != 0) {
+      int err = bpf_map__set_max_entries(events_, ringbufBytes);
+      if (err) ThrowErrno(env, "cannot size the events ringbuf", err);
+    }
+  } catch (...) {
+    Release();
+    throw;
+  }
+}
+
+BpfProbe::~BpfProbe() { Release(); }
+
+void BpfProbe::RequireState(Napi::Env env, bool needLoaded, const char* what) {
+  if (closed_) Throw(env, std::string("BpfProbe.") + what + "(): probe is closed");
+  if (needLoaded && !loaded_) Throw(env, std::string("BpfProbe.") + what + "(): call load() first");
+}
+
+Napi::Value BpfProbe::Load(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireState(env, false, "load");
+  if (loaded_) Throw(env, "BpfProbe.load(): already loaded");
+  ClearLibbpfLog();
+  int err = bpf_object__load(obj_);
+  if (err) ThrowErrno(env, "cannot load the BPF programs", err);
+  rb_ = ring_buffer__new(bpf_map__fd(events_), &BpfProbe::OnSample, this, nullptr);
+  if (!rb_) ThrowErrno(env, "cannot set up the events ringbuf reader", errno);
+  // Kernel-side run time accounting (off by default, it costs two clock reads
+  // per run) for programStats(); stays on while this fd is open. Best effort.
+  statsFd_ = bpf_enable_stats(BPF_STATS_RUN_TIME);
+  loaded_ = true;
+  return env.Undefined();
+}
+
+Napi::Value BpfProbe::AttachCgroup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireState(env, true, "attachCgroup");
+  if (info.Length() < 1 || !info[0].IsString()) Throw(env, "attachCgroup(path): path must be a string");
+  std::string path = info[0].As<Napi::String>();
+  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) ThrowErrno(env, "cannot open cgroup directory " + path, errno);
+  struct statfs sfs = {};
+  if (fstatfs(fd, &sfs) != 0 || sfs.f_type != CGROUP2_SUPER_MAGIC) {
+    close(fd);
+    char magic[32];
+    snprintf(magic, sizeof magic, "0x%lx", static_cast<unsigned long>(sfs.f_type));
+    Throw(env, path + " is not a cgroup v2 directory (filesystem magic " + magic +
+                   "); sockops attaches to cgroup v2 only: pass the cgroup2 mount, e.g. "
+                   "/sys/fs/cgroup/unified (see `mount -t cgroup2`)");
+  }
+  ClearLibbpfLog();
+  // A bpf_link (BPF_LINK_CREATE): always multi-attach, so it coexists with
+  // other programs at the root, and detached when the last fd closes — which
+  // includes the process dying. Deliberately never pinned.
+  bpf_link* link = bpf_program__attach_cgroup(sockops_, fd);
+  int saved = errno;
+  close(fd);  // the link holds its own reference to the cgroup
+  if (!link) ThrowErrno(env, "cannot attach kmesh_sockops to cgroup " + path, saved);
+  cgroupLinks_.push_back(link);
+  return env.Undefined();
+}
+
+int BpfProbe::OnSample(void* ctx, void* data, size_t size) {
+  auto* self = static_cast<BpfProbe*>(ctx);
+  auto* bytes = static_cast<const uint8_t*>(data);
+  if (self->sink_) self->sink_->insert(self->sink_->end(), bytes, bytes + size);
+  return 0;
+}
+
+int BpfProbe::ConsumeInto(std::vector<uint8_t>* out) {
+  std::lock_guard<std::mutex> lock(rbMutex_);
+  if (!rb_) return -EBADF;
+  sink_ = out;
+  int n = ring_buffer__consume(rb_);
+  sink_ = nullptr;
+  return n;
+}
+
+// Drain thread. It sleeps in epoll on the ring's fd until the kernel forces a
+// wake-up (fill threshold passed, see submit() in tcp_probe.bpf.c) or the
+// poll timeout expires. Records submitted with BPF_RB_NO_WAKEUP raise no epoll
+// event, and ring_buffer__poll() only consumes rings that reported one, so
+// every wake-up or timeout is followed by an explicit consume: that is the
+// short drain timer. epoll_wait runs outside rbMutex_, so drainNow() never
+// waits for a whole timeout.
+//
+// Back-pressure: at most kMaxQueued batches wait for the JS thread. When that
+// queue is full the pending batch is kept and nothing more is consumed, so the
+// ringbuf itself is the bounded buffer and overflow shows up in lost_records
+// instead of in this process's memory.
+void BpfProbe::DrainLoop(int pollTimeoutMs) {
+  const int epfd = ring_buffer__epoll_fd(rb_);  // rb_ outlives this thread (Release joins first)
+  std::vector<uint8_t>* pending = nullptr;
+  auto deliver = [&]() -> napi_status {
+    napi_status st = tsfn_.NonBlockingCall(pending, [](Napi::Env env, Napi::Function cb, std::vector<uint8_t>* d) {
+      if (env == nullptr || cb == nullptr) {  // environment finalizing: drop
+        delete d;
+        return;
+      }
+      Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::Copy(env, d->data(), d->size());
+      delete d;
+      try {
+        cb.Call({buf});
+      } catch (const Napi::Error& e) {
+        // Same as an event listener throwing: surfaces as uncaughtException.
+        napi_fatal_exception(env, e.Value());
+      }
+    });
+    if (st == napi_ok) pending = nullptr;
+    return st;
+  };
+  while (!stopDrain_.load(std::memory_order_acquire)) {
+    if (pending) {
+      napi_status st = deliver();
+      if (st == napi_queue_full) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(pollTimeoutMs));
+        continue;
+      }
+      if (st != napi_ok) break;  // napi_closing: the environment is going away
+    }
+    struct epoll_event ev[1];
+    (void)epoll_wait(epfd, ev, 1, pollTimeoutMs);
+    auto* batch = new std::vector<uint8_t>();
+    int n = ConsumeInto(batch);
+    if (n < 0 || batch->empty()) {
+      delete batch;
+      continue;
+    }
+    pending = batch;
+    if (deliver() != napi_ok && !pending) break;
+  }
+  delete pending;
+}
+
+Napi::Value BpfProbe::StartDrain(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireState(env, true, "startDrain");
+  if (draining_) Throw(env, "BpfProbe.startDrain(): already draining");
+  if (info.Length() < 2 || !info[0].IsFunction() || !info[1].IsNumber())
+    Throw(env, "startDrain(onBatch, pollTimeoutMs): onBatch must be a function, pollTimeoutMs a number");
+  int timeoutMs = info[1].As<Napi::Number>().Int32Value();
+  if (timeoutMs < 1 || timeoutMs > 60000) Throw(env, "startDrain(): pollTimeoutMs must be within 1..60000");
+  constexpr size_t kMaxQueued = 16;
+  tsfn_ = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "kmesh_bpf_drain", kMaxQueued, 1);
+  stopDrain_.store(false, std::memory_order_release);
+  drainThread_ = std::thread([this, timeoutMs] { DrainLoop(timeoutMs); });
+  draining_ = true;
+  return env.Undefined();
+}
+
+void BpfProbe::StopDrainThread() {
+  if (!draining_) return;
+  stopDrain_.store(true, std::memory_order_release);
+  if (drainThread_.joinable()) drainThread_.join();  // wakes within one poll timeout
+  tsfn_.Release();  // lets the event loop exit once queued batches are delivered
+  draining_ = false;
+}
+
+Napi::Value BpfProbe::StopDrain(const Napi::CallbackInfo& info) {
+  StopDrainThread();
+  return info.Env().Undefined();
+}
+
+Napi::Value BpfProbe::DrainNow(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireState(env, true, "drainNow");
+  std::vector<uint8_t> out;
+  int n = ConsumeInto(&out);
+  if (n < 0) ThrowErrno(env, "cannot read the events ringbuf", n);
+  return Napi::Buffer<uint8_t>::Copy(env, out.data(), out.size());
+}
+
+Napi::Value BpfProbe::Iterate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireState(env, true, "iterate");
+  if (!iterLink_) {
+    // The sk_storage map iterator needs to know which map to walk.
+    union bpf_iter_link_info linfo = {};
+    linfo.map.map_fd = bpf_map__fd(connState_);
+    LIBBPF_OPTS(bpf_iter_attach_opts, opts, .link_info = &linfo, .link_info_len = sizeof linfo);
+    ClearLibbpfLog();
+    iterLink_ = bpf_program__attach_iter(iter_, &opts);
+    if (!iterLink_) {
+      int saved = errno;
+      iterLink_ = nullptr;
+      ThrowErrno(env, "cannot attach the conn_state iterator", saved);
+    }
+  }
+  int fd = bpf_iter_create(bpf_link__fd(iterLink_));
+  if (fd < 0) ThrowErrno(env, "cannot create an iterator instance", errno);
+  std::vector<uint8_t> out;
+  uint8_t chunk[64 * 1024];
+  for (;;) {
+    ssize_t n = read(fd, chunk, sizeof chunk);
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int saved = errno;
+      close(fd);
+      ThrowErrno(env, "reading the conn_state iterator failed", saved);
+    }
+    out.insert(out.end(), chunk, chunk + n);
+  }
+  close(fd);
+  return Napi::Buffer<uint8_t>::Copy(env, out.data(), out.size());
+}
+
+Napi::Value BpfProbe::LostRecords(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireState(env, true, "lostRecords");
+  int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) ThrowErrno(env, "cannot count possible CPUs", ncpu);
+  std::vector<uint64_t> values(static_cast<size_t>(ncpu));
+  uint32_t key = 0;
+  if (bpf_map_lookup_elem(bpf_map__fd(lost_), &key, values.data()) != 0)
+    ThrowErrno(env, "cannot read lost_records", errno);
+  uint64_t sum = 0;
+  for (uint64_t v : values) sum += v;
+  return Napi::BigInt::New(env, sum);
+}
+
+Napi::Value BpfProbe::ProgramStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireState(env, true, "programStats");
+  bpf_prog_info pi = {};
+  uint32_t len = sizeof pi;
+  if (bpf_obj_get_info_by_fd(bpf_program__fd(sockops_), &pi, &len) != 0)
+    ThrowErrno(env, "cannot read kmesh_sockops info", errno);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("runTimeNs", Napi::BigInt::New(env, static_cast<uint64_t>(pi.run_time_ns)));
+  o.Set("runCount", Napi::BigInt::New(env, static_cast<uint64_t>(pi.run_cnt)));
+  o.Set("statsEnabled", Napi::Boolean::New(env, statsFd_ >= 0));
+  return o;
+}
+
+Napi::Value BpfProbe::ProgramIds(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireState(env, true, "programIds");
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("sockops", Napi::Number::New(env, ProgId(sockops_)));
+  o.Set("iter", Napi::Number::New(env, ProgId(iter_)));
+  return o;
+}
+
+Napi::Value BpfProbe::Close(const Napi::CallbackInfo& info) {
+  Release();
+  return info.Env().Undefined();
+}
+
+// Idempotent; also the destructor. Order: stop the reader, then links (detach
+// from the cgroup), then ring and object (maps and programs).
+void BpfProbe::Release() {
+  StopDrainThread();
+  for (bpf_link* l : cgroupLinks_) bpf_link__destroy(l);
+  cgroupLinks_.clear();
+  if (iterLink_) bpf_link__destroy(iterLink_);
+  iterLink_ = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(rbMutex_);
+    if (rb_) ring_buffer__free(rb_);
+    rb_ = nullptr;
+  }
+  if (obj_) bpf_object__close(obj_);
+  obj_ = nullptr;
+  if (statsFd_ >= 0) close(statsFd_);
+  statsFd_ = -1;
+  sockops_ = iter_ = nullptr;
+  events_ = connState_ = lost_ = nullptr;
+  loaded_ = false;
+  closed_ = true;
+}

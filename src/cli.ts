@@ -1,0 +1,170 @@
+import { existsSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
+import { Command, CommanderError, Option } from 'commander';
+import { pino, type Logger } from 'pino';
+import type { Factory } from './component/component.js';
+import { formatProblems } from './config/errors.js';
+import { builtinFactories } from './components.js';
+import { embeddedConfigPath, packageVersion } from './paths.js';
+import { loadConfigFile, type LogLevel } from './service/config.js';
+import { Service } from './service/Service.js';
+import { SelfTelemetry } from './telemetry/SelfTelemetry.js';
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_CONFIG = 2;
+
+/** Everything the CLI touches outside itself, injected so tests can drive it in-process. */
+export interface CliDeps {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  factories?: readonly Factory[];
+  /** Subscribes to shutdown signals (SIGTERM/SIGINT); returns an unsubscribe function. */
+  onSignal: (handler: (signal: string) => void) => () => void;
+  /** Ends the process at once (second signal). Only the entry point implements this. */
+  forceExit: (code: number) => void;
+  /** Where the agent's own log goes; default stderr (stdout carries access logs). */
+  logDestination?: pino.DestinationStream;
+  /** Called once the service runs (tests use it to find bound ports). */
+  onStarted?: (service: Service) => void;
+}
+
+const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+
+function defaultConfigPath(cwd: string): string {
+  const local = resolve(cwd, 'otel-config.yaml');
+  return existsSync(local) ? local : embeddedConfigPath;
+}
+
+/** The resource every exporter reports: who is speaking. */
+export function agentResource(env: NodeJS.ProcessEnv): Resource {
+  return resourceFromAttributes({
+    'service.name': 'kmesh-otel',
+    'service.version': packageVersion,
+    'host.name': hostname(),
+    ...(env.NODE_NAME ? { 'k8s.node.name': env.NODE_NAME } : {}),
+  });
+}
+
+/**
+ * Parses the command line and runs the agent or a sub-command. Resolves to the
+ * process exit code; never calls process.exit itself.
+ */
+export async function runCli(argv: readonly string[], deps: CliDeps): Promise<number> {
+  const factories = deps.factories ?? builtinFactories;
+  let exitCode = EXIT_OK;
+  const program = new Command()
+    .name('kmesh-otel')
+    .description(
+      'OpenTelemetry-native node agent: TCP connection telemetry from eBPF sockops,\n' +
+        'exported as Kmesh/Istio-style metrics (Prometheus, OTLP) and access logs.',
+    )
+    .version(packageVersion, '-V, --version')
+    .exitOverride()
+    .enablePositionalOptions()
+    .configureOutput({ writeOut: deps.stdout, writeErr: deps.stderr })
+    .option('-c, --config <file>', 'config file (default: ./otel-config.yaml, else the embedded default)')
+    .addOption(new Option('--log-level <level>', 'agent log level (overrides service.telemetry.logs.level)').choices(LEVELS))
+    .action(async (opts: { config?: string; logLevel?: LogLevel }) => {
+      exitCode = await runAgent(opts, deps, factories);
+    });
+
+  program
+    .command('validate')
+    .description('check a config file and exit: 0 if valid, 2 with every problem named by its key path')
+    .option('-c, --config <file>', 'config file (default: ./otel-config.yaml, else the embedded default)')
+    .action((opts: { config?: string }) => {
+      const path = opts.config !== undefined ? resolve(deps.cwd, opts.config) : defaultConfigPath(deps.cwd);
+      const result = loadConfigFile(path, factories, deps.env);
+      for (const w of result.warnings) deps.stderr(`warning: ${w}\n`);
+      if (result.problems.length > 0) {
+        deps.stderr(`${path}: invalid configuration:\n${formatProblems(result.problems)}\n`);
+        exitCode = EXIT_CONFIG;
+        return;
+      }
+      deps.stdout(`${path}: configuration is valid\n`);
+      exitCode = EXIT_OK;
+    });
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version end here with exit code 0; usage errors with 2.
+      return err.exitCode === 0 ? EXIT_OK : EXIT_CONFIG;
+    }
+    throw err;
+  }
+  return exitCode;
+}
+
+async function runAgent(
+  opts: { config?: string; logLevel?: LogLevel },
+  deps: CliDeps,
+  factories: readonly Factory[],
+): Promise<number> {
+  const path = opts.config !== undefined ? resolve(deps.cwd, opts.config) : defaultConfigPath(deps.cwd);
+  const loaded = loadConfigFile(path, factories, deps.env);
+  const level = opts.logLevel ?? loaded.config?.logLevel ?? 'info';
+  const logger: Logger = pino(
+    { level, base: { service: 'kmesh-otel' } },
+    deps.logDestination ?? pino.destination({ dest: 2, sync: true }),
+  );
+  for (const w of loaded.warnings) logger.warn(w);
+  if (loaded.config === undefined) {
+    deps.stderr(`${path}: invalid configuration:\n${formatProblems(loaded.problems)}\n`);
+    return EXIT_CONFIG;
+  }
+
+  const resource = agentResource(deps.env);
+  const telemetry = new SelfTelemetry(resource);
+  let stopRequested: (reason: string) => void = () => undefined;
+  const stopped = new Promise<string>((r) => (stopRequested = r));
+  let fatal = false;
+  const service = new Service({
+    config: loaded.config,
+    logger,
+    telemetry,
+    resource,
+    onFatalError: () => {
+      fatal = true;
+      stopRequested('fatal error');
+    },
+  });
+
+  let signals = 0;
+  const unsubscribe = deps.onSignal((signal) => {
+    signals++;
+    if (signals === 1) {
+      logger.info({ signal }, 'shutting down (send again to force)');
+      stopRequested(signal);
+    } else {
+      logger.warn({ signal }, 'second signal: forcing exit');
+      deps.forceExit(130);
+    }
+  });
+
+  try {
+    logger.info({ config: path, version: packageVersion }, 'starting kmesh-otel');
+    try {
+      await service.start();
+    } catch (err) {
+      logger.error({ err }, 'start-up failed');
+      deps.stderr(`kmesh-otel: ${(err as Error).message}\n`);
+      return EXIT_FAILURE;
+    }
+    deps.onStarted?.(service);
+    const reason = await stopped;
+    logger.info({ reason }, 'stopping');
+    await service.shutdown();
+    logger.info('stopped');
+    return fatal ? EXIT_FAILURE : EXIT_OK;
+  } finally {
+    unsubscribe();
+    await telemetry.shutdown();
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * The receiver's view of the kernel: a small interface with one real
+ * implementation over the native addon (native/index.js, `BpfProbe`) and
+ * fakes in unit tests. Every Buffer is a packed run of `struct conn_record`.
+ */
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { packageRoot } from './config.js';
+
+export interface KernelSource {
+  /** Verifies and loads the BPF object. Throws with the loader's (and verifier's) message. */
+  load(): void;
+  /** Attaches the sockops program to a cgroup v2 directory (bpf_link: detached on close or process death). */
+  attach(cgroupPath: string): void;
+  /**
+   * Starts delivering ringbuf batches to `onBatch`: at the latest every
+   * `pollTimeoutMs`, earlier past the wake-up threshold. `onBatch` must not throw.
+   */
+  startDrain(onBatch: (records: Uint8Array) => void, pollTimeoutMs: number): void;
+  /** Whatever the ringbuf holds now (may be empty). */
+  drainNow(): Uint8Array;
+  /** RECORD_REPORT records with running totals of every established tracked socket. */
+  iterate(): Uint8Array;
+  /** Records the kernel dropped because the ringbuf was full (cumulative). */
+  lostRecords(): bigint;
+  /** Stops draining, detaches and frees everything. Idempotent. */
+  close(): void;
+}
+
+export interface KernelSourceOptions {
+  objectPath: string;
+  wakeupBytes: number;
+}
+
+/** Creates (opens, not yet loads) a kernel source. Async: the addon is imported on first use. */
+export type KernelSourceFactory = (options: KernelSourceOptions) => Promise<KernelSource>;
+
+/** The subset of native/index.d.ts this adapter uses (kept structural so src/ compiles without the addon). */
+interface NativeProbe {
+  load(): void;
+  attachCgroup(path: string): void;
+  startDrain(onBatch: (records: Buffer) => void, pollTimeoutMs: number): void;
+  stopDrain(): void;
+  drainNow(): Buffer;
+  iterate(): Buffer;
+  lostRecords(): bigint;
+  close(): void;
+}
+interface NativeModule {
+  BpfProbe: new (objPath: string, tunables: { wakeupBytes: number }) => NativeProbe;
+}
+
+/**
+ * The real kernel, through the addon. The import happens here rather than at
+ * module load so that `kmesh-otel validate` and unit tests work without a
+ * built addon; a missing addon becomes a start-up error naming the fix.
+ */
+export const nativeKernelSource: KernelSourceFactory = async (options) => {
+  const url = pathToFileURL(join(packageRoot(), 'native', 'index.js')).href;
+  const native = (await import(url)) as NativeModule;
+  const probe = new native.BpfProbe(options.objectPath, { wakeupBytes: options.wakeupBytes });
+  let closed = false;
+  return {
+    load: () => probe.load(),
+    attach: (path) => probe.attachCgroup(path),
+    startDrain: (onBatch, pollTimeoutMs) => probe.startDrain(onBatch, Math.min(60_000, Math.max(1, Math.round(pollTimeoutMs)))),
+    drainNow: () => probe.drainNow(),
+    iterate: () => probe.iterate(),
+    lostRecords: () => probe.lostRecords(),
+    close: () => {
+      if (closed) return;
+      closed = true;
+      probe.close();
+    },
+  };
+};

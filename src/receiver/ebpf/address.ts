@@ -1,0 +1,84 @@
+/**
+ * Address text for decoded records: dotted-quad IPv4, and IPv6 in the
+ * canonical form of RFC 5952 section 4 (lower-case hex, no leading zeros,
+ * the longest run of two or more zero groups shortened to `::`, the first one
+ * on a tie; a single zero group is not shortened). IPv4-mapped IPv6
+ * (`::ffff:a.b.c.d`, RFC 4291 section 2.5.5.2) is returned as plain IPv4 so a
+ * dual-stack socket talking IPv4 aggregates with AF_INET sockets.
+ *
+ * node:net has no formatter (`SocketAddress`/`BlockList` parse but do not
+ * print), hence this small one.
+ */
+
+/** Formats 16 address bytes at `offset` as RFC 5952 text (no IPv4-mapped special case). */
+export function formatIPv6(view: DataView, offset: number): string {
+  // Longest run of zero groups.
+  let bestStart = -1;
+  let bestLen = 0;
+  let runStart = -1;
+  for (let i = 0; i < 8; i++) {
+    if (view.getUint16(offset + 2 * i, false) === 0) {
+      if (runStart < 0) runStart = i;
+      const len = i - runStart + 1;
+      if (len > bestLen) {
+        bestLen = len;
+        bestStart = runStart;
+      }
+    } else {
+      runStart = -1;
+    }
+  }
+  if (bestLen < 2) bestStart = -1;
+  let out = '';
+  for (let i = 0; i < 8; i++) {
+    if (i === bestStart) {
+      out += i === 0 ? '::' : ':';
+      i += bestLen - 1;
+      continue;
+    }
+    out += view.getUint16(offset + 2 * i, false).toString(16);
+    if (i < 7) out += ':';
+  }
+  return out;
+}
+
+/** Formats a big-endian IPv4 address held in a uint32. */
+export function formatIPv4(u32: number): string {
+  return `${u32 >>> 24}.${(u32 >>> 16) & 0xff}.${(u32 >>> 8) & 0xff}.${u32 & 0xff}`;
+}
+
+/** True when the 16 bytes at `offset` are `::ffff:a.b.c.d`. */
+export function isV4Mapped(view: DataView, offset: number): boolean {
+  return (
+    view.getUint32(offset, false) === 0 &&
+    view.getUint32(offset + 4, false) === 0 &&
+    view.getUint32(offset + 8, false) === 0x0000ffff
+  );
+}
+
+/** True when `len` bytes at `offset` are all zero. */
+export function isZero(view: DataView, offset: number, len: 4 | 16): boolean {
+  if (view.getUint32(offset, false) !== 0) return false;
+  if (len === 4) return true;
+  return view.getUint32(offset + 4, false) === 0 && view.getUint32(offset + 8, false) === 0 && view.getUint32(offset + 12, false) === 0;
+}
+
+/**
+ * Caches IPv4 text by address value: a node talks to a bounded set of peers,
+ * and building the string is most of the cost of an IPv4 address. Bounded:
+ * cleared when full (cheaper than LRU bookkeeping, and refilled in one batch).
+ */
+export class IPv4TextCache {
+  private readonly map = new Map<number, string>();
+  constructor(private readonly maxEntries = 65_536) {}
+
+  get(u32: number): string {
+    let s = this.map.get(u32);
+    if (s === undefined) {
+      if (this.map.size >= this.maxEntries) this.map.clear();
+      s = formatIPv4(u32);
+      this.map.set(u32, s);
+    }
+    return s;
+  }
+}

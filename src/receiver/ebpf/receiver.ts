@@ -1,0 +1,310 @@
+/**
+ * The ebpf receiver: loads the sockops program, attaches it at the cgroup v2
+ * root, and turns every drained ringbuf batch (and every periodic iterator
+ * walk) into one metrics batch and one logs batch for whichever consumers are
+ * wired. Emitting per drained batch is what makes a closed connection visible
+ * on the next scrape without any fixed sleep.
+ */
+import type { Attributes, Counter } from '@opentelemetry/api';
+import type { CreateSettings, Host, LogsConsumer, MetricsConsumer, Receiver } from '../../component/component.js';
+import type { EbpfReceiverConfig } from './config.js';
+import { newDecodeContext, type DecodeStats } from './decode.js';
+import { nativeKernelSource, type KernelSource, type KernelSourceFactory } from './KernelSource.js';
+import { sharedClock, type MonotonicClock } from './MonotonicClock.js';
+import { EbpfReceiverStartError, loadFailureMessage, preflight } from './preflight.js';
+import { RecordProcessor, type KindCounts, type ProcessResult } from './RecordProcessor.js';
+
+/** What the receiver needs from the outside world; fakes in unit tests. */
+export interface EbpfReceiverDeps {
+  /** Opens the BPF object (default: the native addon). */
+  openKernel: KernelSourceFactory;
+  /** Start-up checks; returns the cgroup to attach to or throws {@link EbpfReceiverStartError}. */
+  preflight: (config: EbpfReceiverConfig) => { cgroupPath: string };
+  /** Monotonic -> wall clock conversion (default: the process-wide one). */
+  clock: MonotonicClock;
+}
+
+export const defaultEbpfReceiverDeps = (): EbpfReceiverDeps => ({
+  openKernel: nativeKernelSource,
+  preflight: (config) => preflight(config),
+  clock: sharedClock(),
+});
+
+interface SelfMetrics {
+  records: Counter;
+  decodeErrors: Counter;
+  lost: Counter;
+  evictions: Counter;
+  expirations: Counter;
+  readErrors: Counter;
+  acceptedPoints: Counter;
+  refusedPoints: Counter;
+  acceptedLogs: Counter;
+  refusedLogs: Counter;
+}
+
+type State = 'created' | 'starting' | 'running' | 'stopped';
+
+export class EbpfReceiver implements Receiver {
+  private readonly deps: EbpfReceiverDeps;
+  private readonly processor: RecordProcessor;
+  private readonly metrics: SelfMetrics;
+  private readonly attrs: Attributes;
+  private metricsNext: MetricsConsumer | undefined;
+  private logsNext: LogsConsumer | undefined;
+  private state: State = 'created';
+  private startPromise: Promise<void> | undefined;
+  private shutdownPromise: Promise<void> | undefined;
+  private kernel: KernelSource | undefined;
+  private reportTimer: NodeJS.Timeout | undefined;
+  private lastLost = 0n;
+  private readErrorCount = 0;
+  private seen: { stats: DecodeStats; kinds: KindCounts; evictions: number; expirations: number };
+
+  constructor(
+    private readonly settings: CreateSettings,
+    private readonly config: EbpfReceiverConfig,
+    deps: Partial<EbpfReceiverDeps> = {},
+  ) {
+    this.deps = { ...defaultEbpfReceiverDeps(), ...deps };
+    this.processor = new RecordProcessor(
+      {
+        connectionTtlMs: config.connection_ttl,
+        maxConnections: config.max_connections,
+        logPeriodicReports: config.log_periodic_reports,
+        wantMetrics: false,
+        wantLogs: false,
+      },
+      newDecodeContext(this.deps.clock),
+    );
+    this.seen = {
+      stats: { ...this.processor.stats },
+      kinds: { ...this.processor.kinds },
+      evictions: 0,
+      expirations: 0,
+    };
+    this.attrs = { receiver: settings.id.toString() };
+    const t = settings.telemetry;
+    this.metrics = {
+      records: t.counter('ebpf_records_received', 'Kernel connection records decoded, by kind'),
+      decodeErrors: t.counter('ebpf_decode_errors', 'Kernel records skipped because they could not be decoded, by reason'),
+      lost: t.counter('ebpf_kernel_lost_records', 'Records the kernel dropped because the ringbuf was full'),
+      evictions: t.counter('ebpf_connection_evictions', 'Tracked connections evicted because the table was full (max_connections)'),
+      expirations: t.counter('ebpf_connection_expirations', 'Tracked connections forgotten after connection_ttl without a record (lost close)'),
+      readErrors: t.counter('ebpf_kernel_read_errors', 'Failed reads of the kernel iterator or counters'),
+      acceptedPoints: t.counter('receiver_accepted_points', 'Metric points the next consumer accepted'),
+      refusedPoints: t.counter('receiver_refused_points', 'Metric points the next consumer refused'),
+      acceptedLogs: t.counter('receiver_accepted_log_records', 'Log records the next consumer accepted'),
+      refusedLogs: t.counter('receiver_refused_log_records', 'Log records the next consumer refused'),
+    };
+  }
+
+  /** Wires the metrics pipeline (the factory calls this; one receiver may feed both signals). */
+  setMetricsConsumer(next: MetricsConsumer): void {
+    this.metricsNext = next;
+    this.processor.setWants(this.metricsNext !== undefined, this.logsNext !== undefined);
+  }
+
+  /** Wires the logs pipeline. */
+  setLogsConsumer(next: LogsConsumer): void {
+    this.logsNext = next;
+    this.processor.setWants(this.metricsNext !== undefined, this.logsNext !== undefined);
+  }
+
+  /** Connections currently tracked (for the gauge and tests). */
+  get trackedConnections(): number {
+    return this.processor.table.size;
+  }
+
+  /** Idempotent: a second call (the second pipeline) returns the first call's promise. */
+  start(host: Host): Promise<void> {
+    this.startPromise ??= this.doStart(host);
+    return this.startPromise;
+  }
+
+  /** Safe before start and when called twice; releases every handle and timer. */
+  shutdown(): Promise<void> {
+    this.shutdownPromise ??= this.doShutdown();
+    return this.shutdownPromise;
+  }
+
+  /**
+   * Processes one packed buffer of records and hands the result on. Public so
+   * the drain callback, the report tick and tests share one path; never throws.
+   */
+  ingest(buf: Uint8Array): void {
+    let result: ProcessResult;
+    try {
+      result = this.processor.process(buf);
+    } catch (err) {
+      // Only a bug can get here (decoding never throws); keep running.
+      this.settings.logger.error({ err }, 'ebpf receiver failed on a batch; batch dropped');
+      return;
+    }
+    this.recordSelfMetrics();
+    if (result.metrics !== undefined && this.metricsNext !== undefined) {
+      const n = result.metrics.points.length;
+      try {
+        this.metricsNext.consumeMetrics(result.metrics);
+        this.metrics.acceptedPoints.add(n, this.attrs);
+      } catch {
+        this.metrics.refusedPoints.add(n, this.attrs);
+      }
+    }
+    if (result.logs !== undefined && this.logsNext !== undefined) {
+      const n = result.logs.entries.length;
+      try {
+        this.logsNext.consumeLogs(result.logs);
+        this.metrics.acceptedLogs.add(n, this.attrs);
+      } catch {
+        this.metrics.refusedLogs.add(n, this.attrs);
+      }
+    }
+  }
+
+  /** One report interval: iterator walk, lost-record count, TTL expiry, clock resync. */
+  reportTick(nowMs = Date.now()): void {
+    const kernel = this.kernel;
+    if (kernel === undefined) return;
+    let reports: Uint8Array | undefined;
+    try {
+      reports = kernel.iterate();
+    } catch (err) {
+      this.readError('iterate', err);
+    }
+    if (reports !== undefined && reports.byteLength > 0) this.ingest(reports);
+    try {
+      const lost = kernel.lostRecords();
+      if (lost > this.lastLost) this.metrics.lost.add(Number(lost - this.lastLost), this.attrs);
+      this.lastLost = lost;
+    } catch (err) {
+      this.readError('lost_records', err);
+    }
+    this.processor.expire(nowMs);
+    this.recordSelfMetrics();
+    this.deps.clock.maybeResync();
+  }
+
+  private async doStart(_host: Host): Promise<void> {
+    if (this.state !== 'created') return; // shut down before start: nothing to do
+    this.state = 'starting';
+    const config = this.config;
+    const { cgroupPath } = this.deps.preflight(config);
+
+    let kernel: KernelSource;
+    try {
+      kernel = await this.deps.openKernel({ objectPath: config.bpf_object, wakeupBytes: config.wakeup_bytes });
+    } catch (err) {
+      throw new EbpfReceiverStartError(`cannot open BPF object ${config.bpf_object}: ${message(err)}`, { cause: err });
+    }
+    try {
+      try {
+        kernel.load();
+      } catch (err) {
+        throw new EbpfReceiverStartError(loadFailureMessage(config.bpf_object, err), { cause: err });
+      }
+      try {
+        kernel.attach(cgroupPath);
+      } catch (err) {
+        throw new EbpfReceiverStartError(
+          `attaching the sockops program to ${cgroupPath} failed: ${message(err)} ` +
+            '(it must be a cgroup v2 directory; attaching needs CAP_NET_ADMIN and CAP_BPF)',
+          { cause: err },
+        );
+      }
+      if (this.shutdownPromise !== undefined) {
+        kernel.close(); // shutdown was called while we were loading
+        return;
+      }
+      this.kernel = kernel;
+      this.settings.telemetry.gauge('ebpf_connections_tracked', 'Connections in the receiver connection table', () => [
+        [this.processor.table.size, this.attrs],
+      ]);
+      kernel.startDrain((buf) => {
+        // A throw here would reach the addon's thread-safe call and end the
+        // process (napi_fatal_exception); ingest() does not throw, and this
+        // guard keeps it that way whatever a future change does.
+        try {
+          if (this.state === 'running') this.ingest(buf);
+        } catch (err) {
+          this.settings.logger.error({ err }, 'ebpf receiver failed on a drained batch; batch dropped');
+        }
+      }, config.drain_interval);
+      this.reportTimer = setInterval(() => this.reportTick(), config.report_interval);
+      this.state = 'running';
+      this.settings.logger.info({ cgroupPath, bpfObject: config.bpf_object }, 'ebpf receiver attached');
+    } catch (err) {
+      try {
+        kernel.close();
+      } catch {
+        // The start error is the one to report.
+      }
+      throw err;
+    }
+  }
+
+  private async doShutdown(): Promise<void> {
+    if (this.startPromise !== undefined) await this.startPromise.catch(() => undefined);
+    const wasRunning = this.state === 'running';
+    this.state = 'stopped';
+    if (this.reportTimer !== undefined) clearInterval(this.reportTimer);
+    this.reportTimer = undefined;
+    const kernel = this.kernel;
+    this.kernel = undefined;
+    if (kernel !== undefined) {
+      if (wasRunning) {
+        // Hand on what is still in the ringbuf: the last closes before exit.
+        try {
+          this.ingest(kernel.drainNow());
+        } catch (err) {
+          this.readError('drain', err);
+        }
+      }
+      try {
+        kernel.close();
+      } catch (err) {
+        this.settings.logger.warn({ err }, 'closing the BPF probe failed');
+      }
+    }
+    this.processor.table.clear();
+  }
+
+  private readError(operation: string, err: unknown): void {
+    this.metrics.readErrors.add(1, { ...this.attrs, operation });
+    // Not per item: the first failure and then every 100th.
+    if (this.readErrorCount++ % 100 === 0) this.settings.logger.warn({ err, operation }, 'reading from the kernel failed');
+  }
+
+  /** Adds what changed since the last call to the self-metric counters. */
+  private recordSelfMetrics(): void {
+    const p = this.processor;
+    const seen = this.seen;
+    const a = this.attrs;
+    for (const kind of ['open', 'close', 'fail', 'report'] as const) {
+      const d = p.kinds[kind] - seen.kinds[kind];
+      if (d > 0) this.metrics.records.add(d, { ...a, kind });
+      seen.kinds[kind] = p.kinds[kind];
+    }
+    const errs: Array<[keyof DecodeStats, string]> = [
+      ['truncated', 'truncated'],
+      ['unknownKind', 'unknown_kind'],
+      ['unknownDirection', 'unknown_direction'],
+      ['unknownFamily', 'unknown_family'],
+    ];
+    for (const [key, reason] of errs) {
+      const d = p.stats[key] - seen.stats[key];
+      if (d > 0) this.metrics.decodeErrors.add(d, { ...a, reason });
+      seen.stats[key] = p.stats[key];
+    }
+    const ev = p.table.evictions - seen.evictions;
+    if (ev > 0) this.metrics.evictions.add(ev, a);
+    seen.evictions = p.table.evictions;
+    const ex = p.table.expirations - seen.expirations;
+    if (ex > 0) this.metrics.expirations.add(ex, a);
+    seen.expirations = p.table.expirations;
+  }
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

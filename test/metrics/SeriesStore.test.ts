@@ -1,0 +1,125 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { hrTimeToMilliseconds } from '@opentelemetry/core';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { AggregationTemporality, DataPointType, type CollectionResult, type MetricData } from '@opentelemetry/sdk-metrics';
+import { kmeshSchema } from '../../src/metrics/schema.js';
+import { bucketIndex, SeriesStore } from '../../src/metrics/SeriesStore.js';
+import { SelfTelemetry } from '../../src/telemetry/SelfTelemetry.js';
+import { flowPoint, SLEEP_TO_HTTPBIN } from '../helpers/flowPoints.js';
+
+const resource = resourceFromAttributes({ 'service.name': 't' });
+
+function metric(r: CollectionResult, name: string): MetricData | undefined {
+  return r.resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === name);
+}
+function sumValues(r: CollectionResult, name: string): number[] {
+  const m = metric(r, name);
+  if (m === undefined) return [];
+  assert.equal(m.dataPointType, DataPointType.SUM);
+  return m.dataPoints.map((d) => d.value as number);
+}
+
+function clock(start = 1_000_000): { now: () => number; advance: (ms: number) => void } {
+  let t = start;
+  return { now: () => t, advance: (ms) => (t += ms) };
+}
+
+describe('SeriesStore', () => {
+  it('accumulates cumulative monotonic sums with start/end times', async () => {
+    const c = clock();
+    const store = new SeriesStore({ schema: kmeshSchema, resource, now: c.now });
+    store.add(flowPoint(SLEEP_TO_HTTPBIN, { sentBytes: 5 }));
+    c.advance(1000);
+    store.add(flowPoint(SLEEP_TO_HTTPBIN, { sentBytes: 7 }));
+    c.advance(1000);
+    const r1 = await store.collect();
+    const m = metric(r1, 'kmesh_tcp_workload_sent_bytes_total')!;
+    assert.equal(m.aggregationTemporality, AggregationTemporality.CUMULATIVE);
+    assert.ok(m.dataPointType === DataPointType.SUM && m.isMonotonic);
+    assert.equal(m.dataPoints.length, 1);
+    assert.equal(m.dataPoints[0]!.value, 12);
+    assert.equal(hrTimeToMilliseconds(m.dataPoints[0]!.startTime), 1_000_000);
+    assert.equal(hrTimeToMilliseconds(m.dataPoints[0]!.endTime), 1_002_000);
+    store.add(flowPoint(SLEEP_TO_HTTPBIN, { sentBytes: 1 }));
+    assert.deepEqual(sumValues(await store.collect(), 'kmesh_tcp_workload_sent_bytes_total'), [13]);
+    assert.equal(metric(r1, 'kmesh_tcp_workload_received_bytes_total'), undefined, 'no empty series');
+  });
+
+  it('reports deltas since the previous collect in delta mode', async () => {
+    const c = clock();
+    const store = new SeriesStore({ schema: kmeshSchema, resource, now: c.now, temporality: 'delta' });
+    store.add(flowPoint(SLEEP_TO_HTTPBIN, { sentBytes: 5 }));
+    c.advance(500);
+    const r1 = await store.collect();
+    assert.equal(metric(r1, 'kmesh_tcp_workload_sent_bytes_total')!.aggregationTemporality, AggregationTemporality.DELTA);
+    assert.deepEqual(sumValues(r1, 'kmesh_tcp_workload_sent_bytes_total'), [5]);
+    assert.deepEqual(sumValues(await store.collect(), 'kmesh_tcp_workload_sent_bytes_total'), [], 'no point without new data');
+    c.advance(500);
+    store.add(flowPoint(SLEEP_TO_HTTPBIN, { sentBytes: 3 }));
+    c.advance(500);
+    const r3 = await store.collect();
+    const dp = metric(r3, 'kmesh_tcp_workload_sent_bytes_total')!.dataPoints[0]!;
+    assert.equal(dp.value, 3);
+    assert.equal(hrTimeToMilliseconds(dp.startTime), 1_000_500, 'delta starts at the previous collect');
+  });
+
+  it('routes label sets beyond the budget to one overflow series and counts them', async () => {
+    const telemetry = new SelfTelemetry(resource);
+    const store = new SeriesStore({ schema: kmeshSchema, resource, maxSeriesPerFamily: 2, telemetry, telemetryAttributes: { exporter: 'x' } });
+    for (let i = 0; i < 5; i++) store.add(flowPoint({ ...SLEEP_TO_HTTPBIN, source_workload: `w${i}` }, { sentBytes: 10 }));
+    const m = metric(await store.collect(), 'kmesh_tcp_workload_sent_bytes_total')!;
+    assert.equal(m.dataPoints.length, 3);
+    const overflow = m.dataPoints.find((d) => d.attributes['otel_metric_overflow'] === 'true')!;
+    assert.deepEqual(overflow.attributes, { otel_metric_overflow: 'true' });
+    assert.equal(overflow.value, 30, 'three label sets overflowed, none dropped');
+    const total = m.dataPoints.reduce((a, d) => a + (d.value as number), 0);
+    assert.equal(total, 50);
+    const self = await telemetry.producer.collect();
+    const ov = self.resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((x) => x.descriptor.name === 'kmesh_otel_exporter_metric_overflow_points')!;
+    const wl = ov.dataPoints.find((d) => d.attributes['metric'] === 'kmesh_tcp_workload_sent_bytes_total')!;
+    assert.equal(wl.value, 3);
+    await telemetry.shutdown();
+  });
+
+  it('removes a stale series only after its final value was collected, freeing its budget slot', async () => {
+    const c = clock();
+    const store = new SeriesStore({ schema: kmeshSchema, resource, now: c.now, seriesTtlMs: 60_000, maxSeriesPerFamily: 1 });
+    store.add(flowPoint({ ...SLEEP_TO_HTTPBIN, source_workload: 'gone' }, { sentBytes: 1 }));
+    c.advance(120_000);
+    // Idle past the TTL but never collected: its value must still be exported once.
+    assert.deepEqual(sumValues(await store.collect(), 'kmesh_tcp_workload_sent_bytes_total'), [1]);
+    assert.deepEqual(sumValues(await store.collect(), 'kmesh_tcp_workload_sent_bytes_total'), []);
+    assert.equal(store.seriesCount(), 0);
+    store.add(flowPoint({ ...SLEEP_TO_HTTPBIN, source_workload: 'new' }, { sentBytes: 2 }));
+    const m = metric(await store.collect(), 'kmesh_tcp_workload_sent_bytes_total')!;
+    assert.equal(m.dataPoints[0]!.attributes['source_workload'], 'new', 'slot reused, not overflowed');
+  });
+
+  it('fills histogram buckets; keeps active series while idle ones expire', async () => {
+    const c = clock();
+    const store = new SeriesStore({ schema: kmeshSchema, resource, now: c.now, seriesTtlMs: 60_000 });
+    store.add(flowPoint(SLEEP_TO_HTTPBIN, { rttsSec: [0.00005, 0.0002, 5] }));
+    const m = metric(await store.collect(), 'kmesh_tcp_rtt_seconds');
+    assert.ok(m !== undefined && m.dataPointType === DataPointType.HISTOGRAM);
+    const h = m.dataPoints[0]!.value;
+    assert.equal(h.count, 3);
+    assert.equal(h.sum, 5.00025);
+    assert.equal(h.min, 0.00005);
+    assert.equal(h.max, 5);
+    assert.equal(h.buckets.counts[0], 1);
+    assert.equal(h.buckets.counts[2], 1);
+    assert.equal(h.buckets.counts[h.buckets.counts.length - 1], 1);
+    for (let i = 0; i < 3; i++) {
+      c.advance(30_000);
+      store.add(flowPoint(SLEEP_TO_HTTPBIN, { sentBytes: 1 }));
+      await store.collect();
+    }
+    const r = await store.collect();
+    assert.deepEqual(sumValues(r, 'kmesh_tcp_workload_sent_bytes_total'), [3], 'active series kept');
+    assert.equal(metric(r, 'kmesh_tcp_rtt_seconds'), undefined, 'idle series expired');
+    assert.equal(bucketIndex([1, 2], 1), 0);
+    assert.equal(bucketIndex([1, 2], 1.5), 1);
+    assert.equal(bucketIndex([1, 2], 3), 2);
+  });
+});

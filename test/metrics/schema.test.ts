@@ -1,0 +1,98 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { istioSchema, KMESH_SERVICE_LABELS, KMESH_WORKLOAD_LABELS, kmeshSchema } from '../../src/metrics/schema.js';
+import { flowPoint, SLEEP_TO_HTTPBIN } from '../helpers/flowPoints.js';
+
+function byName(cs: ReturnType<typeof kmeshSchema.render>): Map<string, { labels: Record<string, string>; value: number; observations?: readonly number[] }> {
+  const m = new Map<string, { labels: Record<string, string>; value: number; observations?: readonly number[] }>();
+  for (const c of cs) {
+    const labels: Record<string, string> = {};
+    c.family.labels.forEach((n, i) => (labels[n] = c.labelValues[i]!));
+    m.set(c.family.name, { labels, value: c.value, observations: c.observations });
+  }
+  return m;
+}
+
+describe('kmesh schema', () => {
+  it('has the 23 workload labels and the service variant, sorted', () => {
+    assert.equal(KMESH_WORKLOAD_LABELS.length, 23);
+    assert.equal(KMESH_SERVICE_LABELS.length, 23);
+    assert.deepEqual([...KMESH_WORKLOAD_LABELS], [...KMESH_WORKLOAD_LABELS].sort());
+    assert.ok(KMESH_SERVICE_LABELS.includes('destination_service_name'));
+    assert.ok(!KMESH_SERVICE_LABELS.includes('destination_pod_address'));
+  });
+
+  it('renders every family with exact names, labels and values', () => {
+    const p = flowPoint(SLEEP_TO_HTTPBIN, { opened: 2, closed: 1, failed: 3, sentBytes: 5, receivedBytes: 231, retransmits: 4, lostPackets: 1, durationsSec: [0.5], rttsSec: [0.001, 0.002] });
+    const m = byName(kmeshSchema.render(p));
+    assert.deepEqual([...m.keys()].sort(), [
+      'kmesh_tcp_connection_duration_seconds',
+      'kmesh_tcp_connections_closed_total',
+      'kmesh_tcp_connections_opened_total',
+      'kmesh_tcp_conntections_failed_total',
+      'kmesh_tcp_packet_loss_total',
+      'kmesh_tcp_received_bytes_total',
+      'kmesh_tcp_retrans_total',
+      'kmesh_tcp_rtt_seconds',
+      'kmesh_tcp_sent_bytes_total',
+      'kmesh_tcp_workload_connections_closed_total',
+      'kmesh_tcp_workload_connections_opened_total',
+      'kmesh_tcp_workload_conntections_failed_total',
+      'kmesh_tcp_workload_received_bytes_total',
+      'kmesh_tcp_workload_sent_bytes_total',
+    ]);
+    assert.equal(m.get('kmesh_tcp_workload_received_bytes_total')!.value, 231);
+    assert.equal(m.get('kmesh_tcp_workload_sent_bytes_total')!.value, 5);
+    assert.equal(m.get('kmesh_tcp_workload_connections_opened_total')!.value, 2);
+    assert.equal(m.get('kmesh_tcp_conntections_failed_total')!.value, 3);
+    assert.equal(m.get('kmesh_tcp_retrans_total')!.value, 4);
+    assert.equal(m.get('kmesh_tcp_packet_loss_total')!.value, 1);
+    assert.deepEqual(m.get('kmesh_tcp_rtt_seconds')!.observations, [0.001, 0.002]);
+    const w = m.get('kmesh_tcp_workload_received_bytes_total')!.labels;
+    assert.equal(w['destination_pod_address'], '10.244.0.11');
+    assert.equal(w['destination_principal'], '-');
+    assert.equal(w['response_flags'], '-');
+    assert.equal(w['reporter'], 'destination');
+    const s = m.get('kmesh_tcp_received_bytes_total')!.labels;
+    assert.equal(s['destination_service'], 'httpbin.default.svc.cluster.local');
+    assert.equal(s['destination_pod_address'], undefined);
+  });
+
+  it('renders unknown as "-", derives reporter from direction, never renders raw keys', () => {
+    const p = flowPoint({ direction: 'OUTBOUND', 'source.address': '10.0.0.1', 'destination.port': '80' }, { opened: 1 });
+    const m = byName(kmeshSchema.render(p));
+    const l = m.get('kmesh_tcp_workload_connections_opened_total')!.labels;
+    assert.equal(l['reporter'], 'source');
+    assert.equal(l['request_protocol'], 'tcp');
+    assert.equal(l['source_workload'], '-');
+    assert.equal(l['destination_pod_address'], '-');
+    for (const k of Object.keys(l)) assert.ok(!k.includes('.'), `raw key ${k} rendered`);
+  });
+
+  it('omits zero increments', () => {
+    const m = byName(kmeshSchema.render(flowPoint(SLEEP_TO_HTTPBIN, { sentBytes: 7 })));
+    assert.deepEqual([...m.keys()].sort(), ['kmesh_tcp_sent_bytes_total', 'kmesh_tcp_workload_sent_bytes_total']);
+  });
+});
+
+describe('istio schema', () => {
+  it('uses istio names, "unknown", and connection-view bytes', () => {
+    // Server socket (reporter=destination): sent = server->client directly.
+    const dst = byName(istioSchema.render(flowPoint(SLEEP_TO_HTTPBIN, { opened: 1, closed: 1, failed: 1, sentBytes: 5, receivedBytes: 231 })));
+    assert.deepEqual([...dst.keys()].sort(), [
+      'istio_tcp_connections_closed_total',
+      'istio_tcp_connections_opened_total',
+      'istio_tcp_received_bytes_total',
+      'istio_tcp_sent_bytes_total',
+    ]);
+    assert.equal(dst.get('istio_tcp_sent_bytes_total')!.value, 5);
+    assert.equal(dst.get('istio_tcp_received_bytes_total')!.value, 231);
+    assert.equal(dst.get('istio_tcp_sent_bytes_total')!.labels['destination_principal'], 'unknown');
+    // Client socket (reporter=source): its sent bytes are the request (received).
+    const src = byName(istioSchema.render(flowPoint({ direction: 'OUTBOUND' }, { sentBytes: 231, receivedBytes: 5 })));
+    assert.equal(src.get('istio_tcp_sent_bytes_total')!.value, 5);
+    assert.equal(src.get('istio_tcp_received_bytes_total')!.value, 231);
+    assert.equal(src.get('istio_tcp_sent_bytes_total')!.labels['reporter'], 'source');
+    assert.equal(src.get('istio_tcp_sent_bytes_total')!.labels['source_workload'], 'unknown');
+  });
+});
