@@ -3,6 +3,7 @@ import { debugExporterFactory } from './exporters/debug/factory.js';
 import { otlpExporterFactory } from './exporters/otlp/factory.js';
 import { prometheusExporterFactory } from './exporters/prometheus/factory.js';
 import { healthCheckExtensionFactory } from './extension/health_check/factory.js';
+import { accessLogFilterProcessorFactory } from './processor/accesslog_filter/factory.js';
 import { k8sAttributesProcessorFactory } from './processor/k8s_attributes/factory.js';
 import { ebpfReceiverFactory } from './receiver/ebpf/factory.js';
 
@@ -13,6 +14,7 @@ import { ebpfReceiverFactory } from './receiver/ebpf/factory.js';
 export const builtinFactories: readonly Factory[] = [
   ebpfReceiverFactory,
   k8sAttributesProcessorFactory,
+  accessLogFilterProcessorFactory,
   prometheusExporterFactory,
   otlpExporterFactory,
   debugExporterFactory,
