@@ -6,8 +6,10 @@ import {
   MeterProvider,
   PeriodicExportingMetricReader,
   type InstrumentType,
+  type MetricData,
   type PushMetricExporter,
   type ResourceMetrics,
+  type ScopeMetrics,
 } from '@opentelemetry/sdk-metrics';
 import type { CreateSettings, Host, MetricsExporter } from '../../component/component.js';
 import type { MetricsBatch } from '../../model/metrics.js';
@@ -25,23 +27,95 @@ export function countDataPoints(rm: ResourceMetrics): number {
   return n;
 }
 
-/** Counts what an inner PushMetricExporter delivers and fails, in self-metrics. */
+/**
+ * Data points per export request. gRPC servers refuse messages over 4 MiB by
+ * default (grpc-go, so the Collector's OTLP receiver, and grpc-js alike),
+ * and a Kmesh point carries 23 attributes (~1 KiB encoded; histograms more),
+ * so one request for a whole store of 50,000 series would be refused with
+ * RESOURCE_EXHAUSTED and nothing delivered. 1,000 points stay near 1–2 MiB.
+ */
+export const MAX_POINTS_PER_REQUEST = 1000;
+/** Requests of one export in flight at once (one HTTP/2 channel multiplexes them). */
+const REQUESTS_IN_FLIGHT = 4;
+
+/**
+ * Splits an export into requests of at most `max` data points, keeping the
+ * resource, scopes and metric descriptors; a metric's points may span
+ * requests (each request is a valid ExportMetricsServiceRequest).
+ */
+export function splitResourceMetrics(rm: ResourceMetrics, max: number): ResourceMetrics[] {
+  if (countDataPoints(rm) <= max) return [rm];
+  const out: ResourceMetrics[] = [];
+  let current: ResourceMetrics = { resource: rm.resource, scopeMetrics: [] };
+  let room = max;
+  for (const sm of rm.scopeMetrics) {
+    let scope: ScopeMetrics | undefined;
+    for (const m of sm.metrics) {
+      let from = 0;
+      while (from < m.dataPoints.length) {
+        if (room === 0) {
+          out.push(current);
+          current = { resource: rm.resource, scopeMetrics: [] };
+          scope = undefined;
+          room = max;
+        }
+        if (scope === undefined) {
+          scope = { scope: sm.scope, metrics: [] };
+          current.scopeMetrics.push(scope);
+        }
+        const take = Math.min(room, m.dataPoints.length - from);
+        scope.metrics.push({ ...m, dataPoints: m.dataPoints.slice(from, from + take) } as MetricData);
+        from += take;
+        room -= take;
+      }
+    }
+  }
+  if (current.scopeMetrics.length > 0) out.push(current);
+  return out;
+}
+
+/**
+ * Counts what an inner PushMetricExporter delivers and fails, in
+ * self-metrics, and splits large exports into bounded requests (see
+ * {@link MAX_POINTS_PER_REQUEST}). The export succeeds when every request
+ * did; points are counted per request, so a partial failure is counted
+ * exactly.
+ */
 class CountingMetricExporter implements PushMetricExporter {
   constructor(
     private readonly inner: PushMetricExporter,
     private readonly sent: Counter,
     private readonly failed: Counter,
     private readonly attrs: { exporter: string },
+    private readonly maxPointsPerRequest = MAX_POINTS_PER_REQUEST,
   ) {}
+
   export(metrics: ResourceMetrics, resultCallback: (result: ExportResult) => void): void {
+    const parts = splitResourceMetrics(metrics, this.maxPointsPerRequest);
+    let next = 0;
+    let pending = parts.length;
+    let firstError: ExportResult | undefined;
+    const sendNext = (): void => {
+      const part = parts[next++];
+      if (part === undefined) return;
+      this.exportOne(part, (result) => {
+        if (result.code !== ExportResultCode.SUCCESS) firstError ??= result;
+        if (--pending === 0) resultCallback(firstError ?? { code: ExportResultCode.SUCCESS });
+        else sendNext();
+      });
+    };
+    for (let i = 0; i < Math.min(REQUESTS_IN_FLIGHT, parts.length); i++) sendNext();
+  }
+
+  private exportOne(metrics: ResourceMetrics, done: (result: ExportResult) => void): void {
     const n = countDataPoints(metrics);
-    let done = false;
+    let finished = false;
     const finish = (result: ExportResult): void => {
-      if (done) return;
-      done = true;
+      if (finished) return;
+      finished = true;
       if (result.code === ExportResultCode.SUCCESS) this.sent.add(n, this.attrs);
       else this.failed.add(n, this.attrs);
-      resultCallback(result);
+      done(result);
     };
     try {
       this.inner.export(metrics, finish);
@@ -49,6 +123,7 @@ class CountingMetricExporter implements PushMetricExporter {
       finish({ code: ExportResultCode.FAILED, error: err as Error });
     }
   }
+
   forceFlush(): Promise<void> {
     return this.inner.forceFlush();
   }
