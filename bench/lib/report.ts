@@ -88,12 +88,23 @@ absolute figures). To size a node:
 - **Pipeline throughput** (receiver): records per second the agent turns into metrics on one
   core. If it is below the records/s your node produces (4 × connections/s), the agent
   falls behind and the ringbuf overflows (lost records).
-- **Freshness**: how long after a connection closes its bytes are visible on \`/metrics\`
-  (drain interval + flush + scrape).
-- **Scale**: agent memory (RSS) and scrape time for a given number of pods, series and live
-  connections: size the agent's memory limit and the Prometheus scrape timeout from them.
-- **OTLP**: metric points and log records per second the agent can push; compare with the
-  access-log volume you expect (one log record per closed connection).
+- **Freshness** (\`freshness.p99\`, \`freshness.p50\`): how long after a connection closes its
+  bytes are on the real agent's \`/metrics\` (ringbuf drain interval + processing + the scrape
+  itself), judged on the p99 over all connections. Add your Prometheus scrape interval to get
+  how stale a dashboard can be; alerts on connection counts cannot react faster than this.
+- **Scale** (\`scale.rss\`, \`scale.scrape\`): the real agent's memory (RSS) and scrape time with
+  10,000 pods indexed, 50,000 Prometheus series (sample lines, histogram buckets included) and
+  100,000 live connections; the comparison is the same agent before the connections were
+  opened, so the ratio is what tracking the connections costs. Set the agent's memory limit
+  above the peak in the notes, and the Prometheus \`scrape_timeout\` above the slowest scrape
+  (a scrape that coincides with the periodic iterator walk waits for it). An RSS figure
+  measured from source (tsx) includes the loader; the notes say which.
+- **OTLP** (\`otlp.metric_points_per_sec\`): metric data points per second the otlp exporter
+  pushes to a receiver; divide by your series count for the shortest useful
+  \`export_interval\`. \`otlp.export_50k_series\` says whether one export of a large store gets
+  through a receiver with default gRPC limits. Log records per second over OTLP are
+  \`logs.otlp_records_per_sec\`: compare with the access-log volume you expect (one log record
+  per closed connection).
 `;
 
 export function renderMarkdown(r: Results, order: readonly string[]): string {

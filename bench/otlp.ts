@@ -1,0 +1,373 @@
+/**
+ * OTLP metrics export (issue 8 figure 5, metrics half; the log half is
+ * `logs.otlp_records_per_sec` in bench/logs.ts, not repeated here):
+ *
+ * 1. `otlp.metric_points_per_sec`: the real otlp metrics exporter
+ *    (OtlpMetricsExporter: SeriesStore -> PeriodicExportingMetricReader ->
+ *    @opentelemetry/exporter-metrics-otlp-grpc, default config: gzip) holding
+ *    SERIES series, exporting back to back (forceFlush in a loop, each export
+ *    carrying every series, as a cumulative export does), counted as data
+ *    points received by the in-repo receiver (test/helpers/otlpReceiver.ts,
+ *    full protobuf decode). Exporter child pinned to CPU 0, receiver child to
+ *    CPU 1; this process only orchestrates. Comparison: compression none.
+ * 2. `otlp.export_50k_series`: one export of a store holding 50,000 series
+ *    (the scale figure's size): points the receiver got out of it.
+ *
+ * Run: npm run bench -- otlp   (no root needed)
+ */
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { DataPointType } from '@opentelemetry/sdk-metrics';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pino } from 'pino';
+import { parseComponentId, type CreateSettings } from '../src/component/component.js';
+import { otlpExporterFactory } from '../src/exporters/otlp/factory.js';
+import type { OtlpMetricsExporter } from '../src/exporters/otlp/OtlpMetricsExporter.js';
+import { emptyFlowValues, RawAttr, type FlowPoint } from '../src/model/metrics.js';
+import { SelfTelemetry } from '../src/telemetry/SelfTelemetry.js';
+import { OtlpReceiver } from '../test/helpers/otlpReceiver.js';
+import { figure, median, sleep, type BenchContext, type Figure } from './lib/types.js';
+
+export const title = 'OTLP: metric points/s exported over gRPC';
+export const budgetSeconds = 90;
+
+const SELF = fileURLToPath(import.meta.url);
+/** Series in the throughput store: 500 label sets x 8 counter families; one export request stays under gRPC's default 4 MiB. */
+const SERIES = 4_000;
+const LARGE_SERIES = 50_000;
+const WARMUP_MS = 2_000;
+const WINDOW_MS = 3_000;
+
+type Msg = { type: string } & Record<string, unknown>;
+const send = (m: Msg): void => void process.send!(m);
+
+/** `n` points: n/8 label sets (one source reporter flow each) with the full 23-label kmesh identity plus service labels. */
+function points(n: number): FlowPoint[] {
+  const out: FlowPoint[] = [];
+  for (let f = 0; f < n / 8; f++) {
+    const c = f % 250;
+    const d = Math.floor(f / 250);
+    const ns = `ns-${c % 20}`;
+    const dns = `ns-${d % 20}`;
+    out.push({
+      ...emptyFlowValues(),
+      opened: 2,
+      closed: 1,
+      sentBytes: 1_000 + f,
+      receivedBytes: 50_000 + f,
+      attributes: {
+        [RawAttr.direction]: 'OUTBOUND',
+        reporter: 'source',
+        source_workload: `client-${c}`,
+        source_canonical_service: `client-${c}`,
+        source_canonical_revision: 'v1',
+        source_workload_namespace: ns,
+        source_principal: `spiffe://cluster.local/ns/${ns}/sa/client-${c}`,
+        source_app: `client-${c}`,
+        source_version: 'v1',
+        source_cluster: 'Kubernetes',
+        destination_pod_address: `10.245.${d >> 8}.${d & 255}`,
+        destination_pod_namespace: dns,
+        destination_pod_name: `server-${d}-7d9f8c6b5-x${d.toString(36)}`,
+        destination_workload: `server-${d}`,
+        destination_canonical_service: `server-${d}`,
+        destination_canonical_revision: 'v1',
+        destination_workload_namespace: dns,
+        destination_principal: `spiffe://cluster.local/ns/${dns}/sa/server-${d}`,
+        destination_app: `server-${d}`,
+        destination_version: 'v1',
+        destination_cluster: 'Kubernetes',
+        destination_service: `server-${d}.${dns}.svc.cluster.local`,
+        destination_service_namespace: dns,
+        destination_service_name: `server-${d}`,
+        request_protocol: 'tcp',
+        response_flags: '-',
+        connection_security_policy: 'mutual_tls',
+      },
+    });
+  }
+  return out;
+}
+
+async function selfCounter(s: CreateSettings, name: string): Promise<number> {
+  const { resourceMetrics } = await s.telemetry.producer.collect();
+  let total = 0;
+  for (const sm of resourceMetrics.scopeMetrics) {
+    for (const m of sm.metrics) {
+      if (m.descriptor.name === name && m.dataPointType === DataPointType.SUM) for (const p of m.dataPoints) total += p.value;
+    }
+  }
+  return total;
+}
+
+// ---------------------------------------------------------------------------
+// Children
+
+/** The in-repo receiver; counts metric data points and drops the decoded requests at once. */
+async function receiverChild(): Promise<void> {
+  const rx = await OtlpReceiver.start();
+  let pointsIn = 0;
+  let requests = 0;
+  const drain = (): void => {
+    for (const req of rx.metricsRequests.splice(0)) {
+      requests++;
+      for (const rm of req.resourceMetrics ?? []) {
+        for (const sm of rm.scopeMetrics ?? []) for (const m of sm.metrics ?? []) pointsIn += (m[m.data]?.dataPoints ?? []).length;
+      }
+    }
+    rx.logsRequests.length = 0;
+  };
+  const timer = setInterval(drain, 20);
+  process.on('message', (m: Msg) => {
+    if (m.type === 'count') {
+      drain();
+      send({ type: 'count', points: pointsIn, requests, at: Date.now() });
+    } else if (m.type === 'exit') {
+      clearInterval(timer);
+      void rx.stop().then(() => process.exit(0));
+    }
+  });
+  send({ type: 'ready', endpoint: rx.endpoint });
+}
+
+/** The otlp metrics exporter with `series` series, exporting back to back until told to stop (or `once`: one export). */
+async function exporterChild(endpoint: string, compression: 'gzip' | 'none', series: number, once: boolean): Promise<void> {
+  const resource = resourceFromAttributes({ 'service.name': 'kmesh-otel', 'service.version': 'bench', 'k8s.node.name': 'bench-node' });
+  const s: CreateSettings = { id: parseComponentId('otlp')!, logger: pino({ level: 'silent' }), telemetry: new SelfTelemetry(resource), resource };
+  // A long export_interval: the periodic timer must not add exports of its own; timeout well above one export.
+  const cfg = otlpExporterFactory.configSchema.parse({ endpoint, tls: { insecure: true }, compression, export_interval: '10m', timeout: '30s' });
+  const exp = otlpExporterFactory.createMetrics!(s, cfg) as OtlpMetricsExporter;
+  await exp.start({ reportFatalError: () => undefined });
+  const all = points(series);
+  for (let i = 0; i < all.length; i += 1_000) exp.consumeMetrics({ points: all.slice(i, i + 1_000) });
+  let exports = 0;
+  let running = true;
+  const report = async (): Promise<void> =>
+    send({
+      type: 'report',
+      exports,
+      seriesInStore: exp.store.seriesCount(),
+      sent: await selfCounter(s, 'kmesh_otel_exporter_sent_metric_points'),
+      failed: await selfCounter(s, 'kmesh_otel_exporter_send_failed_metric_points'),
+    });
+  process.on('message', (m: Msg) => {
+    if (m.type === 'stop') running = false;
+    else if (m.type === 'exit') process.exit(0);
+  });
+  send({ type: 'ready' });
+  if (once) {
+    await exp.forceFlush();
+    exports++;
+    await report();
+    return;
+  }
+  while (running) {
+    await exp.forceFlush();
+    exports++;
+  }
+  await report();
+}
+
+// ---------------------------------------------------------------------------
+// Orchestration
+
+type Ctx = Pick<BenchContext, 'quick' | 'command' | 'onCleanup' | 'log'>;
+
+function pinning(): { exporter?: number; receiver?: number; how: string } {
+  if (cpus().length >= 2 && existsSync('/usr/bin/taskset')) return { exporter: 0, receiver: 1, how: 'exporter pinned to CPU 0, receiver to CPU 1 (taskset)' };
+  return { how: `not pinned (${cpus().length} CPU(s))` };
+}
+
+function spawnChild(args: string[], cpu: number | undefined, ctx: Ctx): ChildProcess {
+  const node = [process.execPath, '--import', 'tsx', SELF, ...args];
+  const stdio: ['ignore', 'inherit', 'inherit', 'ipc'] = ['ignore', 'inherit', 'inherit', 'ipc'];
+  const child = cpu !== undefined ? spawn('taskset', ['-c', String(cpu), ...node], { stdio }) : spawn(node[0]!, node.slice(1), { stdio });
+  ctx.onCleanup(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  return child;
+}
+
+function next<T>(child: ChildProcess, type: string, timeoutMs = 60_000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      child.off('message', onMsg);
+      child.off('exit', onExit);
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(new Error(`child: no '${type}' within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onMsg = (m: Msg): void => {
+      if (m.type !== type) return;
+      done();
+      resolve(m as T);
+    };
+    const onExit = (code: number | null): void => {
+      done();
+      reject(new Error(`child exited (${code}) before '${type}'`));
+    };
+    child.on('message', onMsg);
+    child.on('exit', onExit);
+  });
+}
+
+async function ask<T>(child: ChildProcess, type: string, reply = type): Promise<T> {
+  const p = next<T>(child, reply);
+  child.send({ type });
+  return p;
+}
+
+async function end(child: ChildProcess | undefined): Promise<void> {
+  if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  try {
+    child.send({ type: 'exit' });
+  } catch {
+    // channel already closed
+  }
+  const t = setTimeout(() => child.kill('SIGKILL'), 5_000);
+  await exited;
+  clearTimeout(t);
+}
+
+/** utime + stime of a process, seconds. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+interface Count {
+  points: number;
+  requests: number;
+  at: number;
+}
+interface Report {
+  exports: number;
+  seriesInStore: number;
+  sent: number;
+  failed: number;
+}
+
+async function throughput(compression: 'gzip' | 'none', runs: number, ctx: Ctx): Promise<{ rates: number[]; exporterCpu: number[]; rxCpu: number[]; report: Report; perExport: number }> {
+  const pin = pinning();
+  let rx: ChildProcess | undefined;
+  let exp: ChildProcess | undefined;
+  try {
+    rx = spawnChild(['--child', 'receiver'], pin.receiver, ctx);
+    const { endpoint } = await next<{ endpoint: string }>(rx, 'ready');
+    exp = spawnChild(['--child', 'exporter', endpoint, compression, String(SERIES), 'loop'], pin.exporter, ctx);
+    await next(exp, 'ready');
+    await sleep(WARMUP_MS);
+    let c0 = await ask<Count>(rx, 'count');
+    let e0 = cpuSeconds(exp.pid!);
+    let r0 = cpuSeconds(rx.pid!);
+    const rates: number[] = [];
+    const exporterCpu: number[] = [];
+    const rxCpu: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      await sleep(WINDOW_MS);
+      const c1 = await ask<Count>(rx, 'count');
+      const e1 = cpuSeconds(exp.pid!);
+      const r1 = cpuSeconds(rx.pid!);
+      const secs = (c1.at - c0.at) / 1000;
+      rates.push(Math.round((c1.points - c0.points) / secs));
+      exporterCpu.push((e1 - e0) / secs);
+      rxCpu.push((r1 - r0) / secs);
+      [c0, e0, r0] = [c1, e1, r1];
+    }
+    const report = await ask<Report>(exp, 'stop', 'report');
+    return { rates, exporterCpu, rxCpu, report, perExport: c0.requests > 0 ? c0.points / c0.requests : 0 };
+  } finally {
+    await end(exp);
+    await end(rx);
+  }
+}
+
+async function largeExport(ctx: Ctx): Promise<{ received: number; report: Report }> {
+  let rx: ChildProcess | undefined;
+  let exp: ChildProcess | undefined;
+  try {
+    rx = spawnChild(['--child', 'receiver'], undefined, ctx);
+    const { endpoint } = await next<{ endpoint: string }>(rx, 'ready');
+    exp = spawnChild(['--child', 'exporter', endpoint, 'gzip', String(LARGE_SERIES), 'once'], undefined, ctx);
+    const report = await next<Report>(exp, 'report', 60_000);
+    const { points: received } = await ask<Count>(rx, 'count');
+    return { received, report };
+  } finally {
+    await end(exp);
+    await end(rx);
+  }
+}
+
+export async function run(ctx: Ctx): Promise<Figure[]> {
+  const load = loadavg()[0]!;
+  const runs = ctx.quick ? 2 : 3;
+  ctx.log('metric points/s, gzip then none');
+  const gzip = await throughput('gzip', runs, ctx);
+  const none = await throughput('none', runs, ctx);
+  if (gzip.report.failed > 0 || none.report.failed > 0) {
+    throw new Error(`otlp: exports failed during the throughput runs (gzip ${gzip.report.failed}, none ${none.report.failed} points)`);
+  }
+  ctx.log('one export of 50,000 series');
+  const large = await largeExport(ctx);
+  const pct = (xs: number[]): string => `${Math.round(median(xs) * 100)}%`;
+  const pin = pinning();
+  return [
+    figure({
+      id: 'otlp.metric_points_per_sec',
+      title: `Metric data points/s exported over OTLP/gRPC (otlp exporter, gzip, ${SERIES.toLocaleString('en-US')} series per export), received by the in-repo receiver`,
+      unit: 'points/s',
+      runs: gzip.rates,
+      comparison: { title: 'same, compression: none', runs: none.rates },
+      notes:
+        `Exporter child: OtlpMetricsExporter (default config but export_interval 10m and timeout 30s) holding ` +
+        `${gzip.report.seriesInStore.toLocaleString('en-US')} series (500 label sets with the full kmesh workload and service labels x 8 ` +
+        `counter families), forceFlush() back to back: each export collects the store and sends every series (cumulative), ` +
+        `~${Math.round(gzip.perExport).toLocaleString('en-US')} points per request (self-metrics included). Receiver child: ` +
+        `test/helpers/otlpReceiver.ts (full decode), points counted per ${WINDOW_MS / 1000} s window after a ${WARMUP_MS / 1000} s ` +
+        `warm-up; ${pin.how}. Exports: gzip ${gzip.report.exports}, none ${none.report.exports}; failed points 0. CPU (median, 100% = one ` +
+        `core): gzip exporter ${pct(gzip.exporterCpu)}, receiver ${pct(gzip.rxCpu)}; none exporter ${pct(none.exporterCpu)}, receiver ` +
+        `${pct(none.rxCpu)}. Log records/s over OTLP: see logs.otlp_records_per_sec. 1-min load average at start: ${load.toFixed(2)} on ${cpus().length} cores.`,
+    }),
+    figure({
+      id: 'otlp.export_50k_series',
+      title: 'Points delivered by one OTLP export of a 50,000-series store (gzip, in-repo receiver with gRPC defaults)',
+      unit: 'points',
+      runs: [large.received],
+      target: `all ${LARGE_SERIES.toLocaleString('en-US')} series delivered`,
+      check: (f) => f.max >= LARGE_SERIES,
+      notes:
+        `One forceFlush() of an OtlpMetricsExporter holding ${large.report.seriesInStore.toLocaleString('en-US')} series; exporter self-metrics: ` +
+        `sent ${large.report.sent.toLocaleString('en-US')}, send_failed ${large.report.failed.toLocaleString('en-US')} points. The exporter sends ` +
+        `a whole collection in one ExportMetricsServiceRequest; a gRPC server with default settings (grpc-js here; the ` +
+        `OpenTelemetry Collector's otlp receiver defaults to the same 4 MiB) refuses a request that decompresses to more than ` +
+        `4 MiB (RESOURCE_EXHAUSTED), which at ~1 KB per point with the full label set happens between 4,000 and 8,000 points. ` +
+        `Below that size see otlp.metric_points_per_sec.`,
+    }),
+  ];
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const args = process.argv.slice(2);
+  if (args[0] === '--child' && args[1] === 'receiver') await receiverChild();
+  else if (args[0] === '--child' && args[1] === 'exporter') await exporterChild(args[2]!, args[3] as 'gzip' | 'none', Number(args[4]), args[5] === 'once');
+  else {
+    const cleanups: Array<() => void | Promise<void>> = [];
+    try {
+      const figs = await run({
+        quick: args.includes('--quick'),
+        command: 'node --import tsx bench/otlp.ts',
+        log: (m) => void process.stderr.write(m + '\n'),
+        onCleanup: (fn) => void cleanups.push(fn),
+      });
+      process.stdout.write(JSON.stringify(figs, null, 2) + '\n');
+    } finally {
+      for (const fn of cleanups.reverse()) await fn();
+    }
+  }
+}
