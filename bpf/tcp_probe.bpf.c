@@ -8,10 +8,10 @@
  *                      emits RECORD_OPEN / RECORD_CLOSE / RECORD_FAIL through the
  *                      `events` ringbuf;
  *   - kmesh_conn_iter (SEC "iter/bpf_sk_storage_map"): walks `conn_state` when
- *                      user space reads the iterator and writes RECORD_REPORT
- *                      records with running totals straight into the read()
- *                      buffer (bpf_seq_write), so periodic reports of 100k idle
- *                      connections never compete with events for ringbuf space.
+ *                      user space reads the iterator and emits RECORD_REPORT
+ *                      records with running totals into the same `events`
+ *                      ringbuf (falling back to the read() buffer only when
+ *                      the ringbuf is full), see kmesh_conn_iter for why.
  *
  * There is deliberately no per-packet hook: tracing programs (fentry/kprobe)
  * do not load on the target kernels, and per-packet sockops callbacks would
@@ -61,6 +61,14 @@ struct conn_state {
 	 */
 	__u64 acked_base;
 	__u64 received_base;
+	/*
+	 * Set (atomically, before the RECORD_CLOSE is reserved) when the socket's
+	 * final record is emitted; the iterator reads it after reserving a
+	 * RECORD_REPORT, so a report is either ahead of the close in the ringbuf
+	 * or not emitted at all. See kmesh_conn_iter. 64-bit: BPF atomics with
+	 * fetch on 32-bit operands need -mcpu=v3.
+	 */
+	__u64 closing;
 	__u8 src_addr[16];
 	__u8 dst_addr[16];
 	__u16 src_port;
@@ -90,6 +98,18 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } lost_records SEC(".maps");
+
+/*
+ * RECORD_REPORTs the iterator wrote into the read() buffer (bpf_seq_write)
+ * because the ringbuf was full: not lost, but each one brings back the
+ * seq_file restart cost kmesh_conn_iter avoids. Per CPU, like lost_records.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} iter_fallback_records SEC(".maps");
 
 /* Keep the record type in the object's BTF even if the compiler would drop
  * it: user space checks its decoder offsets against this BTF. */
@@ -188,8 +208,15 @@ static __always_inline void remember_tuple(struct conn_state *st, struct sock *s
 		__builtin_memcpy(local, &l, 4);
 		__builtin_memcpy(remote, &r, 4);
 	} else {
-		BPF_CORE_READ_INTO(&local, skc, skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&remote, skc, skc_v6_daddr.in6_u.u6_addr8);
+		/* Plain loads through the BTF pointer (CO-RE relocated), no
+		 * bpf_probe_read_kernel() calls. */
+		const __u32 *l6 = skc->skc_v6_rcv_saddr.in6_u.u6_addr32;
+		const __u32 *r6 = skc->skc_v6_daddr.in6_u.u6_addr32;
+		__u32 lw[4] = { l6[0], l6[1], l6[2], l6[3] };
+		__u32 rw[4] = { r6[0], r6[1], r6[2], r6[3] };
+
+		__builtin_memcpy(local, lw, 16);
+		__builtin_memcpy(remote, rw, 16);
 	}
 	st->family = family;
 	st->direction = direction;
@@ -206,43 +233,56 @@ static __always_inline void remember_tuple(struct conn_state *st, struct sock *s
 	}
 }
 
-static __always_inline void count_lost(void)
+static __always_inline void count(void *percpu_counter)
 {
 	__u32 zero = 0;
-	__u64 *lost = bpf_map_lookup_elem(&lost_records, &zero);
+	__u64 *n = bpf_map_lookup_elem(percpu_counter, &zero);
 
-	if (lost)
-		*lost += 1; /* per-CPU slot, no atomics needed */
+	if (n)
+		*n += 1; /* per-CPU slot, no atomics needed */
 }
 
+/* Ringbuf space of one record: 8-byte header + record, rounded up to 8. */
+#define RECORD_SLOT ((sizeof(struct conn_record) + 8 + 7) & ~7UL)
+
 /*
- * Submits without waking the reader unless the ringbuf holds at least
- * wakeup_bytes: user space polls with a short timeout and drains on it, so a
- * quiet node costs one wake-up per timer tick and a busy one one per
- * wakeup_bytes, never one per record.
+ * Submits without waking the reader unless this record takes the unconsumed
+ * data past a multiple of wakeup_bytes: user space polls with a short timeout
+ * and drains on it, so a quiet node costs one wake-up per timer tick and a
+ * busy one one per wakeup_bytes, never one per record.
+ *
+ * "Past a multiple", not "at least wakeup_bytes": until the reader gets to
+ * run, every record above the threshold would force another wake-up, and a
+ * forced wake-up whose irq_work already ran queues a new one - a self-IPI,
+ * which exits to the hypervisor in a VM (bpf_ringbuf_notify via
+ * irq_work_queue, kernel/bpf/ringbuf.c). A crossing missed under concurrency
+ * (avail is read after other CPUs' reservations) is made up for at the next
+ * multiple or by the reader's timer.
  */
 static __always_inline void submit(struct conn_record *rec)
 {
+	/* Includes this record: it is reserved, producer_pos has moved past it. */
 	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
 
-	if (avail + sizeof(*rec) >= wakeup_bytes)
+	if (wakeup_bytes <= RECORD_SLOT ||
+	    (avail >= RECORD_SLOT && avail / wakeup_bytes != (avail - RECORD_SLOT) / wakeup_bytes))
 		bpf_ringbuf_submit(rec, BPF_RB_FORCE_WAKEUP);
 	else
 		bpf_ringbuf_submit(rec, BPF_RB_NO_WAKEUP);
 }
 
-static __always_inline void emit(struct bpf_sock_ops *ctx, struct tcp_sock *tp,
-				 const struct conn_state *st, __u8 kind, __u8 state)
+static __always_inline void emit(struct tcp_sock *tp, const struct conn_state *st, __u8 kind,
+				 __u8 state, __u64 now)
 {
 	struct conn_record *rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
 
 	if (!rec) {
-		count_lost();
+		count(&lost_records);
 		return;
 	}
 	__builtin_memset(rec, 0, sizeof(*rec));
 	fill_from_state(st, rec);
-	rec->event_ns = bpf_ktime_get_ns();
+	rec->event_ns = now;
 	rec->kind = kind;
 	rec->state = state;
 	if (kind == RECORD_FAIL) {
@@ -262,10 +302,14 @@ static __always_inline void emit(struct bpf_sock_ops *ctx, struct tcp_sock *tp,
 }
 
 /* Enables BPF_SOCK_OPS_STATE_CB for this socket, keeping flags other
- * programs attached to the same cgroup may have set. */
+ * programs attached to the same cgroup may have set. No helper call when it
+ * is on already (an active socket had it set at TCP_CONNECT_CB). */
 static __always_inline void want_state_cb(struct bpf_sock_ops *ctx)
 {
-	bpf_sock_ops_cb_flags_set(ctx, ctx->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+	__u32 flags = ctx->bpf_sock_ops_cb_flags;
+
+	if (!(flags & BPF_SOCK_OPS_STATE_CB_FLAG))
+		bpf_sock_ops_cb_flags_set(ctx, flags | BPF_SOCK_OPS_STATE_CB_FLAG);
 }
 
 static __always_inline void on_established(struct bpf_sock_ops *ctx, struct bpf_sock *bsk,
@@ -288,23 +332,43 @@ static __always_inline void on_established(struct bpf_sock_ops *ctx, struct bpf_
 	st->received_base = tp->bytes_received;
 	st->established = 1;
 	want_state_cb(ctx);
-	emit(ctx, tp, st, RECORD_OPEN, TCP_ESTABLISHED);
+	/* The open happens at establishment: one clock read for both. */
+	emit(tp, st, RECORD_OPEN, TCP_ESTABLISHED, st->start_ns);
 }
 
 SEC("sockops")
 int kmesh_sockops(struct bpf_sock_ops *ctx)
 {
-	struct bpf_sock *bsk = ctx->sk;
 	struct conn_state *st;
+	struct bpf_sock *bsk;
 	struct tcp_sock *tp;
 	__u32 op = ctx->op;
 
-	if (!bsk)
+	/*
+	 * A loopback connection runs this program ~17 times (both sockets):
+	 * TIMEOUT_INIT, RWND_INIT and NEEDS_ECN for each SYN / SYN-ACK (also
+	 * with the listener as the socket), the connect and the two
+	 * establishments, and every state change once STATE_CB is on. Five of
+	 * them have work: TCP_CONNECT, ACTIVE_/PASSIVE_ESTABLISHED and the
+	 * change to TCP_CLOSE. Decide from the op and the new state alone, before
+	 * touching the socket, and leave the rest at a few loads.
+	 */
+	switch (op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		break;
+	case BPF_SOCK_OPS_STATE_CB:
+		/* args[0] = old state, args[1] = new state; tcp_set_state() calls
+		 * us before storing the new state, so sk_state is still the old. */
+		if (ctx->args[1] == TCP_CLOSE)
+			break;
 		return 1;
-	/* Only the callbacks below are of interest; return before the BTF
-	 * conversion for the rest (e.g. TIMEOUT_INIT, RWND_INIT, ...). */
-	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB && op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB &&
-	    op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_STATE_CB)
+	default:
+		return 1;
+	}
+	bsk = ctx->sk;
+	if (!bsk)
 		return 1;
 	tp = bpf_skc_to_tcp_sock(bsk);
 	if (!tp)
@@ -334,37 +398,73 @@ int kmesh_sockops(struct bpf_sock_ops *ctx)
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
 		on_established(ctx, bsk, tp, DIRECTION_INBOUND);
 		break;
-	case BPF_SOCK_OPS_STATE_CB:
-		/* args[0] = old state, args[1] = new state; tcp_set_state() calls
-		 * us before storing the new state, so sk_state is still the old. */
-		if (ctx->args[1] != TCP_CLOSE)
-			break;
+	case BPF_SOCK_OPS_STATE_CB: /* to TCP_CLOSE */
 		st = bpf_sk_storage_get(&conn_state, bsk, 0, 0);
 		if (!st)
 			break; /* not ours (established before we attached) */
-		if (st->established)
-			emit(ctx, tp, st, RECORD_CLOSE, TCP_CLOSE);
-		else if (ctx->args[0] == TCP_SYN_SENT)
-			emit(ctx, tp, st, RECORD_FAIL, TCP_CLOSE);
+		if (st->established) {
+			/* Before the reservation: see kmesh_conn_iter. */
+			__sync_lock_test_and_set(&st->closing, 1);
+			emit(tp, st, RECORD_CLOSE, TCP_CLOSE, bpf_ktime_get_ns());
+		} else if (ctx->args[0] == TCP_SYN_SENT) {
+			emit(tp, st, RECORD_FAIL, TCP_CLOSE, bpf_ktime_get_ns());
+		}
 		bpf_sk_storage_delete(&conn_state, bsk);
 		break;
 	}
 	return 1;
 }
 
+/* A RECORD_REPORT of `sk` into `rec` (ringbuf slot or stack: zeroed here). */
+static __always_inline void fill_report(const struct conn_state *st, struct sock *sk,
+					struct tcp_sock *tp, struct conn_record *rec)
+{
+	__builtin_memset(rec, 0, sizeof(*rec));
+	fill_from_state(st, rec);
+	rec->event_ns = bpf_ktime_get_ns();
+	rec->kind = RECORD_REPORT;
+	rec->state = sk->__sk_common.skc_state;
+	payload_totals(tp, st, rec);
+	tcp_stats(tp, rec);
+}
+
 /*
  * Periodic report: one RECORD_REPORT per established tracked socket, any
  * namespace (sk_storage is keyed by socket, not by namespace). Runs in the
- * reader's read() call, under RCU; a socket closing concurrently either still
- * shows up once more or not, and its RECORD_CLOSE carries the final totals.
+ * reader's read() call, under RCU.
+ *
+ * Why the ringbuf and not bpf_seq_write(): bpf_seq_read() (kernel/bpf/
+ * bpf_iter.c) returns to user space whenever its seq_file buffer (8 pages,
+ * ~240 records) is full, and the next read() restarts the walk through
+ * bpf_sk_storage_map_seq_start() -> bpf_sk_storage_map_seq_find_next()
+ * (net/core/bpf_sk_storage.c), which re-walks the current bucket from its
+ * head to skip the elements already shown. The map has only
+ * roundup_pow_of_two(possible CPUs) buckets (at least 2; bpf_local_storage_
+ * map_alloc), so each restart costs O(bucket length) and a walk of n sockets
+ * O(n^2 / 240): 100k sockets took 1.5 s on 2 CPUs. Writing nothing to the
+ * seq_file lets one read() walk the whole map with a single start (it only
+ * stops, with -EAGAIN, after MAX_ITER_OBJECTS = 1M elements).
+ *
+ * If the ringbuf is full the record goes to the read() buffer after all (no
+ * report is lost; user space parses both) and iter_fallback_records counts it.
+ *
+ * Ordering against the close of the same socket: the sockops program sets
+ * st->closing with a fully ordered xchg *before* reserving RECORD_CLOSE; here
+ * the flag is read with a fully ordered atomic *after* reserving the report.
+ * If the read sees 0, the close's reservation comes later, so the report is
+ * ahead of the close in the ringbuf (user space applies records in ringbuf
+ * order) - and a fallback report, taken before any ringbuf record consumed
+ * after the walk started, is placed before those by user space. If it sees
+ * 1, the report is dropped: RECORD_CLOSE carries the final totals. A report
+ * after the close would count the whole connection a second time
+ * (ConnectionTable treats an unknown cookie as new).
  */
 SEC("iter/bpf_sk_storage_map")
 int kmesh_conn_iter(struct bpf_iter__bpf_sk_storage_map *ctx)
 {
-	struct seq_file *seq = ctx->meta->seq;
 	struct conn_state *st = ctx->value;
 	struct sock *sk = ctx->sk;
-	struct conn_record rec = {};
+	struct conn_record *rec;
 	struct tcp_sock *tp;
 
 	if (!sk || !st || !st->established)
@@ -372,12 +472,28 @@ int kmesh_conn_iter(struct bpf_iter__bpf_sk_storage_map *ctx)
 	tp = bpf_skc_to_tcp_sock(sk);
 	if (!tp)
 		return 0;
-	fill_from_state(st, &rec);
-	rec.event_ns = bpf_ktime_get_ns();
-	rec.kind = RECORD_REPORT;
-	rec.state = sk->__sk_common.skc_state;
-	payload_totals(tp, st, &rec);
-	tcp_stats(tp, &rec);
-	bpf_seq_write(seq, &rec, sizeof(rec));
+	rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
+	if (__sync_fetch_and_add(&st->closing, 0)) {
+		if (rec)
+			bpf_ringbuf_discard(rec, BPF_RB_NO_WAKEUP);
+		return 0;
+	}
+	if (rec) {
+		fill_report(st, sk, tp, rec);
+		/*
+		 * Never a wake-up: the reader is the same read() call's caller, which
+		 * consumes the ring while and after this walk runs. A forced wake-up
+		 * per record past the threshold (as submit() would do until someone
+		 * consumes) is an irq_work self-interrupt each, which cost ~4 us per
+		 * record in a VM.
+		 */
+		bpf_ringbuf_submit(rec, BPF_RB_NO_WAKEUP);
+	} else {
+		struct conn_record fallback;
+
+		fill_report(st, sk, tp, &fallback);
+		bpf_seq_write(ctx->meta->seq, &fallback, sizeof(fallback));
+		count(&iter_fallback_records);
+	}
 	return 0;
 }

@@ -21,6 +21,12 @@ export interface BpfProbeTunables {
   wakeupBytes: number;
   /** Size of the events ringbuf in bytes: a power of two, >= page size. Default 1 MiB. */
   ringbufBytes?: number;
+  /**
+   * Turn on the kernel's BPF run-time accounting (BPF_ENABLE_STATS) while the
+   * probe is loaded, for programStats(). Default false: it applies to every
+   * BPF program on the node and costs two clock reads per program run.
+   */
+  runTimeStats?: boolean;
 }
 
 export interface BpfProgramStats {
@@ -28,14 +34,17 @@ export interface BpfProgramStats {
   runTimeNs: bigint;
   /** Number of kmesh_sockops runs counted while stats were enabled. */
   runCount: bigint;
-  /** Whether load() managed to enable BPF_STATS_RUN_TIME (else both counters stay 0). */
+  /**
+   * Whether this probe turned BPF_STATS_RUN_TIME on (tunables.runTimeStats);
+   * when false the counters only move if something else on the node has it on.
+   */
   statsEnabled: boolean;
 }
 
 export declare class BpfProbe {
   /** Opens the object and sets tunables (no kernel state yet). */
   constructor(objPath: string, tunables: BpfProbeTunables);
-  /** Verifies and loads programs and maps; enables kernel run-time stats. */
+  /** Verifies and loads programs and maps; enables kernel run-time stats if tunables.runTimeStats. */
   load(): void;
   /**
    * Attaches kmesh_sockops to a cgroup-v2 directory with a bpf_link (multi-attach,
@@ -46,17 +55,34 @@ export declare class BpfProbe {
    * Starts the drain thread: records are handed to `onBatch` as one packed
    * Buffer per batch, at the latest every `pollTimeoutMs` (1..60000) and
    * earlier when the ringbuf fill passes `wakeupBytes`. Keeps the event loop
-   * alive until stopDrain()/close().
+   * alive until stopDrain()/close(). Records reach `onBatch`, drainNow() and
+   * iterate() in ringbuf order, each exactly once.
    */
   startDrain(onBatch: (records: Buffer) => void, pollTimeoutMs: number): void;
   /** Stops and joins the drain thread (within one poll timeout). Idempotent. */
   stopDrain(): void;
-  /** Synchronously consumes whatever the ringbuf holds now (may be empty). */
+  /**
+   * Synchronously consumes whatever the ringbuf holds now, together with
+   * batches the drain thread consumed but has not delivered yet (may be empty).
+   */
   drainNow(): Buffer;
-  /** Runs the conn_state iterator: RECORD_REPORT records for every established tracked socket. */
+  /**
+   * Runs the conn_state iterator: RECORD_REPORT records for every established
+   * tracked socket. The reports travel through the events ringbuf, so the
+   * result also holds every other record consumed from it up to the end of
+   * the walk (opens, closes, failures), all in ringbuf order: process the
+   * Buffer as a whole, like a drained batch. Batches the drain thread
+   * consumed earlier and has not delivered yet come first.
+   */
   iterate(): Buffer;
   /** Records dropped because the ringbuf was full (sum over CPUs). */
   lostRecords(): bigint;
+  /**
+   * Reports the iterator returned through read() because the ringbuf was full
+   * (sum over CPUs): not lost, but the slow path (each read() of the
+   * kernel's 8-page seq buffer restarts the walk of a bucket).
+   */
+  iterFallbackRecords(): bigint;
   /** Kernel-side cost of kmesh_sockops. */
   programStats(): BpfProgramStats;
   /** Kernel program ids (as shown by `bpftool prog` / `bpftool cgroup show`). */

@@ -37,14 +37,17 @@ export function cgroupRoot(): string {
 export interface OpenProbeOptions {
   wakeupBytes?: number;
   ringbufBytes?: number;
+  /** Kernel BPF run-time stats for programStats() (not what the agent runs with). Default false. */
+  runTimeStats?: boolean;
   attach?: boolean;
 }
 
 /** Loads bpf/tcp_probe.bpf.o (and attaches it at the cgroup-v2 root unless attach: false). */
 export async function openProbe(opts: OpenProbeOptions = {}): Promise<BpfProbe> {
   const { BpfProbe, defaultObjectPath } = await import('../../native/index.js');
-  const tunables: { wakeupBytes: number; ringbufBytes?: number } = { wakeupBytes: opts.wakeupBytes ?? AGENT_WAKEUP_BYTES };
+  const tunables: { wakeupBytes: number; ringbufBytes?: number; runTimeStats?: boolean } = { wakeupBytes: opts.wakeupBytes ?? AGENT_WAKEUP_BYTES };
   if (opts.ringbufBytes !== undefined) tunables.ringbufBytes = opts.ringbufBytes;
+  if (opts.runTimeStats !== undefined) tunables.runTimeStats = opts.runTimeStats;
   const probe = new BpfProbe(defaultObjectPath, tunables);
   open.add(probe);
   try {

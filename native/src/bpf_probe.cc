@@ -134,6 +134,7 @@ Napi::Function BpfProbe::Init(Napi::Env env) {
                          InstanceMethod("drainNow", &BpfProbe::DrainNow),
                          InstanceMethod("iterate", &BpfProbe::Iterate),
                          InstanceMethod("lostRecords", &BpfProbe::LostRecords),
+                         InstanceMethod("iterFallbackRecords", &BpfProbe::IterFallbackRecords),
                          InstanceMethod("programStats", &BpfProbe::ProgramStats),
                          InstanceMethod("programIds", &BpfProbe::ProgramIds),
                          InstanceMethod("close", &BpfProbe::Close),
@@ -154,6 +155,11 @@ BpfProbe::BpfProbe(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BpfProbe>(
       if (!v.IsNumber() || v.As<Napi::Number>().DoubleValue() < 0)
         Throw(env, "tunables.wakeupBytes must be a non-negative number");
       wakeupBytes = static_cast<uint64_t>(v.As<Napi::Number>().DoubleValue());
+    }
+    if (t.Has("runTimeStats") && !t.Get("runTimeStats").IsUndefined()) {
+      Napi::Value v = t.Get("runTimeStats");
+      if (!v.IsBoolean()) Throw(env, "tunables.runTimeStats must be a boolean");
+      wantStats_ = v.As<Napi::Boolean>().Value();
     }
     if (t.Has("ringbufBytes") && !t.Get("ringbufBytes").IsUndefined()) {
       Napi::Value v = t.Get("ringbufBytes");
@@ -177,9 +183,10 @@ BpfProbe::BpfProbe(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BpfProbe>(
     events_ = bpf_object__find_map_by_name(obj_, "events");
     connState_ = bpf_object__find_map_by_name(obj_, "conn_state");
     lost_ = bpf_object__find_map_by_name(obj_, "lost_records");
-    if (!sockops_ || !iter_ || !events_ || !connState_ || !lost_)
-      Throw(env, path + " lacks kmesh_sockops/kmesh_conn_iter/events/conn_state/lost_records: "
-                        "wrong or stale object, rebuild with `npm run build:bpf`");
+    iterFallback_ = bpf_object__find_map_by_name(obj_, "iter_fallback_records");
+    if (!sockops_ || !iter_ || !events_ || !connState_ || !lost_ || !iterFallback_)
+      Throw(env, path + " lacks kmesh_sockops/kmesh_conn_iter/events/conn_state/lost_records/"
+                        "iter_fallback_records: wrong or stale object, rebuild with `npm run build:bpf`");
     SetRodataU64(env, obj_, "wakeup_bytes", wakeupBytes);
     if (ringbufBytes != 0) {
       int err = bpf_map__set_max_entries(events_, ringbufBytes);
@@ -207,9 +214,12 @@ Napi::Value BpfProbe::Load(const Napi::CallbackInfo& info) {
   if (err) ThrowErrno(env, "cannot load the BPF programs", err);
   rb_ = ring_buffer__new(bpf_map__fd(events_), &BpfProbe::OnSample, this, nullptr);
   if (!rb_) ThrowErrno(env, "cannot set up the events ringbuf reader", errno);
-  // Kernel-side run time accounting (off by default, it costs two clock reads
-  // per run) for programStats(); stays on while this fd is open. Best effort.
-  statsFd_ = bpf_enable_stats(BPF_STATS_RUN_TIME);
+  // Kernel-side run time accounting for programStats(), only when asked for:
+  // it is global (every BPF program on the node) and costs two clock reads
+  // per program run, ~17 runs per connection for sockops
+  // (bpf_prog_run_array_cg -> __bpf_prog_run with bpf_stats_enabled_key).
+  // Stays on while this fd is open. Best effort.
+  if (wantStats_) statsFd_ = bpf_enable_stats(BPF_STATS_RUN_TIME);
   loaded_ = true;
   return env.Undefined();
 }
@@ -249,13 +259,40 @@ int BpfProbe::OnSample(void* ctx, void* data, size_t size) {
   return 0;
 }
 
-int BpfProbe::ConsumeInto(std::vector<uint8_t>* out) {
+int BpfProbe::ConsumeToReady() {
   std::lock_guard<std::mutex> lock(rbMutex_);
   if (!rb_) return -EBADF;
-  sink_ = out;
+  {
+    std::lock_guard<std::mutex> rl(readyMutex_);
+    if (readyBytes_ >= kMaxReadyBytes) return 0;
+  }
+  std::vector<uint8_t> batch;
+  sink_ = &batch;
   int n = ring_buffer__consume(rb_);
   sink_ = nullptr;
+  if (!batch.empty()) {
+    // Still under rbMutex_: batches enter ready_ in the order they left the ring.
+    std::lock_guard<std::mutex> rl(readyMutex_);
+    readyBytes_ += batch.size();
+    ready_.push_back(std::move(batch));
+  }
   return n;
+}
+
+std::vector<uint8_t> BpfProbe::TakeReady() {
+  std::deque<std::vector<uint8_t>> taken;
+  {
+    std::lock_guard<std::mutex> rl(readyMutex_);
+    taken.swap(ready_);
+    readyBytes_ = 0;
+  }
+  if (taken.size() == 1) return std::move(taken.front());
+  std::vector<uint8_t> out;
+  size_t total = 0;
+  for (const auto& b : taken) total += b.size();
+  out.reserve(total);
+  for (const auto& b : taken) out.insert(out.end(), b.begin(), b.end());
+  return out;
 }
 
 // Drain thread. It sleeps in epoll on the ring's fd until the kernel forces a
@@ -266,21 +303,40 @@ int BpfProbe::ConsumeInto(std::vector<uint8_t>* out) {
 // short drain timer. epoll_wait runs outside rbMutex_, so drainNow() never
 // waits for a whole timeout.
 //
-// Back-pressure: at most kMaxQueued batches wait for the JS thread. When that
-// queue is full the pending batch is kept and nothing more is consumed, so the
-// ringbuf itself is the bounded buffer and overflow shows up in lost_records
-// instead of in this process's memory.
+// Hand-off: consumed batches go to ready_ and at most one JS call is
+// scheduled at a time (notifyPending_); that call takes everything in ready_.
+// Back-pressure: ready_ is bounded (kMaxReadyBytes); past it nothing more is
+// consumed, so the ringbuf itself is the bounded buffer and overflow shows up
+// in lost_records instead of in this process's memory.
 void BpfProbe::DrainLoop(int pollTimeoutMs) {
   const int epfd = ring_buffer__epoll_fd(rb_);  // rb_ outlives this thread (Release joins first)
-  std::vector<uint8_t>* pending = nullptr;
-  auto deliver = [&]() -> napi_status {
-    napi_status st = tsfn_.NonBlockingCall(pending, [](Napi::Env env, Napi::Function cb, std::vector<uint8_t>* d) {
-      if (env == nullptr || cb == nullptr) {  // environment finalizing: drop
-        delete d;
-        return;
-      }
-      Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::Copy(env, d->data(), d->size());
-      delete d;
+  while (!stopDrain_.load(std::memory_order_acquire)) {
+    bool full;
+    {
+      std::lock_guard<std::mutex> rl(readyMutex_);
+      full = readyBytes_ >= kMaxReadyBytes;
+    }
+    if (full) {
+      // The ring's epoll fd is level-triggered: waiting on it would spin.
+      std::this_thread::sleep_for(std::chrono::milliseconds(pollTimeoutMs));
+    } else {
+      struct epoll_event ev[1];
+      (void)epoll_wait(epfd, ev, 1, pollTimeoutMs);
+      if (ConsumeToReady() <= 0) continue;
+    }
+    bool empty;
+    {
+      std::lock_guard<std::mutex> rl(readyMutex_);
+      empty = ready_.empty();
+    }
+    if (empty || notifyPending_.exchange(true)) continue;
+    napi_status st = tsfn_.NonBlockingCall(this, [](Napi::Env env, Napi::Function cb, BpfProbe* self) {
+      if (env == nullptr || cb == nullptr) return;  // environment finalizing: drop
+      // Cleared before taking, so a batch pushed after the take schedules a new call.
+      self->notifyPending_.store(false);
+      std::vector<uint8_t> d = self->TakeReady();
+      if (d.empty()) return;  // drainNow()/iterate() took it first
+      Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::Copy(env, d.data(), d.size());
       try {
         cb.Call({buf});
       } catch (const Napi::Error& e) {
@@ -288,30 +344,11 @@ void BpfProbe::DrainLoop(int pollTimeoutMs) {
         napi_fatal_exception(env, e.Value());
       }
     });
-    if (st == napi_ok) pending = nullptr;
-    return st;
-  };
-  while (!stopDrain_.load(std::memory_order_acquire)) {
-    if (pending) {
-      napi_status st = deliver();
-      if (st == napi_queue_full) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(pollTimeoutMs));
-        continue;
-      }
-      if (st != napi_ok) break;  // napi_closing: the environment is going away
+    if (st != napi_ok) {
+      notifyPending_.store(false);
+      if (st == napi_closing) break;  // the environment is going away
     }
-    struct epoll_event ev[1];
-    (void)epoll_wait(epfd, ev, 1, pollTimeoutMs);
-    auto* batch = new std::vector<uint8_t>();
-    int n = ConsumeInto(batch);
-    if (n < 0 || batch->empty()) {
-      delete batch;
-      continue;
-    }
-    pending = batch;
-    if (deliver() != napi_ok && !pending) break;
   }
-  delete pending;
 }
 
 Napi::Value BpfProbe::StartDrain(const Napi::CallbackInfo& info) {
@@ -322,9 +359,13 @@ Napi::Value BpfProbe::StartDrain(const Napi::CallbackInfo& info) {
     Throw(env, "startDrain(onBatch, pollTimeoutMs): onBatch must be a function, pollTimeoutMs a number");
   int timeoutMs = info[1].As<Napi::Number>().Int32Value();
   if (timeoutMs < 1 || timeoutMs > 60000) Throw(env, "startDrain(): pollTimeoutMs must be within 1..60000");
-  constexpr size_t kMaxQueued = 16;
-  tsfn_ = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "kmesh_bpf_drain", kMaxQueued, 1);
+  // The scheduled call uses `this`: keep the JS object alive until the
+  // thread-safe function is finalized (after its last call).
+  Ref();
+  tsfn_ = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "kmesh_bpf_drain", 0, 1, this,
+                                        [](Napi::Env, BpfProbe* self) { self->Unref(); });
   stopDrain_.store(false, std::memory_order_release);
+  notifyPending_.store(false);
   drainThread_ = std::thread([this, timeoutMs] { DrainLoop(timeoutMs); });
   draining_ = true;
   return env.Undefined();
@@ -334,7 +375,7 @@ void BpfProbe::StopDrainThread() {
   if (!draining_) return;
   stopDrain_.store(true, std::memory_order_release);
   if (drainThread_.joinable()) drainThread_.join();  // wakes within one poll timeout
-  tsfn_.Release();  // lets the event loop exit once queued batches are delivered
+  tsfn_.Release();  // lets the event loop exit once a scheduled call has run
   draining_ = false;
 }
 
@@ -346,12 +387,23 @@ Napi::Value BpfProbe::StopDrain(const Napi::CallbackInfo& info) {
 Napi::Value BpfProbe::DrainNow(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   RequireState(env, true, "drainNow");
-  std::vector<uint8_t> out;
-  int n = ConsumeInto(&out);
+  int n = ConsumeToReady();
   if (n < 0) ThrowErrno(env, "cannot read the events ringbuf", n);
+  std::vector<uint8_t> out = TakeReady();
   return Napi::Buffer<uint8_t>::Copy(env, out.data(), out.size());
 }
 
+// One walk of the conn_state iterator. The reports arrive through the events
+// ringbuf (kmesh_conn_iter), so while this thread sits in the one read() that
+// walks the whole map, a helper thread consumes the ring into ready_ (the
+// drain thread, if running, may too: ready_ keeps ring order either way);
+// only reports the ring had no room for come back through read().
+//
+// Returned, in this order: (1) whatever was consumed before the walk started,
+// (2) the reports read() returned, (3) everything consumed from the ring
+// since the walk started (reports and events). (2) goes before (3) because a
+// close that follows a fallback report in time was reserved after the report
+// was taken (see kmesh_conn_iter), hence consumed in (3).
 Napi::Value BpfProbe::Iterate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   RequireState(env, true, "iterate");
@@ -368,37 +420,104 @@ Napi::Value BpfProbe::Iterate(const Napi::CallbackInfo& info) {
       ThrowErrno(env, "cannot attach the conn_state iterator", saved);
     }
   }
+  int n = ConsumeToReady();
+  if (n < 0) ThrowErrno(env, "cannot read the events ringbuf", n);
+  std::vector<uint8_t> out = TakeReady();
+
   int fd = bpf_iter_create(bpf_link__fd(iterLink_));
   if (fd < 0) ThrowErrno(env, "cannot create an iterator instance", errno);
-  std::vector<uint8_t> out;
-  uint8_t chunk[64 * 1024];
-  for (;;) {
-    ssize_t n = read(fd, chunk, sizeof chunk);
-    if (n == 0) break;
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int saved = errno;
-      close(fd);
-      ThrowErrno(env, "reading the conn_state iterator failed", saved);
+  // Stops and joins the helper on every way out of this scope (an exception
+  // with a joinable std::thread alive would terminate the process).
+  struct Helper {
+    std::atomic<bool> walking{true};
+    std::thread thread;
+    void Stop() {
+      walking.store(false, std::memory_order_release);
+      if (thread.joinable()) thread.join();
     }
-    out.insert(out.end(), chunk, chunk + n);
+    ~Helper() { Stop(); }
+  } helper;
+  helper.thread = std::thread([this, &helper] {
+    // The program submits its reports without wake-ups (each one would be an
+    // irq_work interrupt), so poll; the walk itself takes milliseconds.
+    while (helper.walking.load(std::memory_order_acquire)) {
+      if (ConsumeToReady() <= 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  });
+  std::vector<uint8_t> fallback;
+  std::vector<uint8_t> after;
+  int readErr = 0;
+  uint8_t chunk[64 * 1024];
+  // -EAGAIN: bpf_seq_read() stops after MAX_ITER_OBJECTS (1M) elements when
+  // nothing was written to the seq_file; the next read() resumes the walk.
+  for (int again = 0; again < 4096;) {
+    ssize_t r = read(fd, chunk, sizeof chunk);
+    if (r == 0) break;
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN) {
+        readErr = errno;
+        break;
+      }
+      again++;
+    } else {
+      fallback.insert(fallback.end(), chunk, chunk + r);
+    }
+    // read() returned early: the ring was full (fallback reports filled
+    // the seq buffer) or 1M elements were visited. Empty the ring before the
+    // walk resumes, so the next reports go to the ring again.
+    (void)ConsumeToReady();
+    std::vector<uint8_t> more = TakeReady();
+    after.insert(after.end(), more.begin(), more.end());
   }
   close(fd);
+  helper.Stop();
+  n = ConsumeToReady();
+  {
+    std::vector<uint8_t> more = TakeReady();
+    after.insert(after.end(), more.begin(), more.end());
+  }
+  if (readErr) {
+    // Records already taken from the ring would be lost with the exception:
+    // hand them back to the front of ready_ for the next drain.
+    std::vector<uint8_t> keep = std::move(out);
+    keep.insert(keep.end(), fallback.begin(), fallback.end());
+    keep.insert(keep.end(), after.begin(), after.end());
+    if (!keep.empty()) {
+      std::lock_guard<std::mutex> rl(readyMutex_);
+      readyBytes_ += keep.size();
+      ready_.push_front(std::move(keep));
+    }
+    ThrowErrno(env, "reading the conn_state iterator failed", readErr);
+  }
+  out.reserve(out.size() + fallback.size() + after.size());
+  out.insert(out.end(), fallback.begin(), fallback.end());
+  out.insert(out.end(), after.begin(), after.end());
   return Napi::Buffer<uint8_t>::Copy(env, out.data(), out.size());
+}
+
+uint64_t BpfProbe::SumPerCpu(Napi::Env env, bpf_map* map, const char* what) {
+  int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) ThrowErrno(env, "cannot count possible CPUs", ncpu);
+  std::vector<uint64_t> values(static_cast<size_t>(ncpu));
+  uint32_t key = 0;
+  if (bpf_map_lookup_elem(bpf_map__fd(map), &key, values.data()) != 0)
+    ThrowErrno(env, std::string("cannot read ") + what, errno);
+  uint64_t sum = 0;
+  for (uint64_t v : values) sum += v;
+  return sum;
 }
 
 Napi::Value BpfProbe::LostRecords(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   RequireState(env, true, "lostRecords");
-  int ncpu = libbpf_num_possible_cpus();
-  if (ncpu <= 0) ThrowErrno(env, "cannot count possible CPUs", ncpu);
-  std::vector<uint64_t> values(static_cast<size_t>(ncpu));
-  uint32_t key = 0;
-  if (bpf_map_lookup_elem(bpf_map__fd(lost_), &key, values.data()) != 0)
-    ThrowErrno(env, "cannot read lost_records", errno);
-  uint64_t sum = 0;
-  for (uint64_t v : values) sum += v;
-  return Napi::BigInt::New(env, sum);
+  return Napi::BigInt::New(env, SumPerCpu(env, lost_, "lost_records"));
+}
+
+Napi::Value BpfProbe::IterFallbackRecords(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireState(env, true, "iterFallbackRecords");
+  return Napi::BigInt::New(env, SumPerCpu(env, iterFallback_, "iter_fallback_records"));
 }
 
 Napi::Value BpfProbe::ProgramStats(const Napi::CallbackInfo& info) {
@@ -441,13 +560,16 @@ void BpfProbe::Release() {
     std::lock_guard<std::mutex> lock(rbMutex_);
     if (rb_) ring_buffer__free(rb_);
     rb_ = nullptr;
+    std::lock_guard<std::mutex> rl(readyMutex_);
+    ready_.clear();  // a still scheduled drain call finds nothing
+    readyBytes_ = 0;
   }
   if (obj_) bpf_object__close(obj_);
   obj_ = nullptr;
   if (statsFd_ >= 0) close(statsFd_);
   statsFd_ = -1;
   sockops_ = iter_ = nullptr;
-  events_ = connState_ = lost_ = nullptr;
+  events_ = connState_ = lost_ = iterFallback_ = nullptr;
   loaded_ = false;
   closed_ = true;
 }

@@ -7,6 +7,13 @@
 //   attachCgroup(path)               bpf_link at a cgroup-v2 directory (never pinned)
 //   startDrain(onBatch, pollMs)      native thread: ringbuf -> one Buffer per batch
 //   drainNow() / iterate()           synchronous reads (tests, periodic reports)
+//
+// Ordering: every record consumed from the ringbuf, by whichever thread,
+// is appended to one queue (ready_) under rbMutex_, so the queue is in
+// ringbuf order; the JS side (drain callback, drainNow, iterate) only ever
+// takes from the front of that queue. The iterator's reports travel through
+// the same ringbuf, so a report and the close of the same socket reach JS in
+// the order the kernel emitted them (see kmesh_conn_iter).
 //   close()                          stop thread, destroy links, free everything
 //
 // Nothing is pinned in bpffs and every attachment is a bpf_link owned by this
@@ -17,6 +24,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -42,6 +50,7 @@ class BpfProbe : public Napi::ObjectWrap<BpfProbe> {
   Napi::Value DrainNow(const Napi::CallbackInfo& info);
   Napi::Value Iterate(const Napi::CallbackInfo& info);
   Napi::Value LostRecords(const Napi::CallbackInfo& info);
+  Napi::Value IterFallbackRecords(const Napi::CallbackInfo& info);
   Napi::Value ProgramStats(const Napi::CallbackInfo& info);
   Napi::Value ProgramIds(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
@@ -49,8 +58,14 @@ class BpfProbe : public Napi::ObjectWrap<BpfProbe> {
   void RequireState(Napi::Env env, bool needLoaded, const char* what);
   void StopDrainThread();
   void DrainLoop(int pollTimeoutMs);
-  // Appends every record now in the ringbuf to `out`; returns records consumed or -errno.
-  int ConsumeInto(std::vector<uint8_t>* out);
+  // Consumes every record now in the ringbuf and appends them, as one batch,
+  // to ready_ (unless none); returns records consumed or -errno. Does nothing
+  // (returns 0) while ready_ holds kMaxReadyBytes or more: the ringbuf is
+  // then the bounded buffer and overflow shows up in lost_records.
+  int ConsumeToReady();
+  // Takes every batch in ready_, concatenated, in order.
+  std::vector<uint8_t> TakeReady();
+  uint64_t SumPerCpu(Napi::Env env, bpf_map* map, const char* what);
   void Release();
   static int OnSample(void* ctx, void* data, size_t size);
 
@@ -60,10 +75,12 @@ class BpfProbe : public Napi::ObjectWrap<BpfProbe> {
   bpf_map* events_ = nullptr;
   bpf_map* connState_ = nullptr;
   bpf_map* lost_ = nullptr;
+  bpf_map* iterFallback_ = nullptr;
   std::vector<bpf_link*> cgroupLinks_;
   bpf_link* iterLink_ = nullptr;
   ring_buffer* rb_ = nullptr;
   int statsFd_ = -1;
+  bool wantStats_ = false;
   bool loaded_ = false;
   bool closed_ = false;
 
@@ -71,6 +88,15 @@ class BpfProbe : public Napi::ObjectWrap<BpfProbe> {
   // libbpf's ring_buffer is not thread-safe.
   std::mutex rbMutex_;
   std::vector<uint8_t>* sink_ = nullptr;  // valid only under rbMutex_
+
+  // Consumed batches not yet handed to JS, oldest first. Lock order:
+  // rbMutex_ before readyMutex_.
+  static constexpr size_t kMaxReadyBytes = 64u << 20;
+  std::mutex readyMutex_;
+  std::deque<std::vector<uint8_t>> ready_;
+  size_t readyBytes_ = 0;
+  // A drain callback is scheduled and has not yet taken ready_: no need for another.
+  std::atomic<bool> notifyPending_{false};
 
   std::thread drainThread_;
   std::atomic<bool> stopDrain_{false};

@@ -7,11 +7,15 @@
  *
  * The program sees every TCP socket on the machine; tests must pick out their
  * own connections by port and address (see `records.filter(...)`).
+ * `withKernelFixture()` is the before/after pair of a kernel suite: probe,
+ * pods, and a cleanup that is checked.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
+import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { RECORD_SIZE, RecordLayout } from '../../src/receiver/ebpf/layout.js';
+import { createPodNetwork, killAllPeers, removeStaleNamespaces, type PodNetwork } from './netns.js';
 
 export const CGROUP_ROOT = process.env.KMESH_TEST_CGROUP ?? '/sys/fs/cgroup/unified';
 export const BPF_OBJECT = fileURLToPath(new URL('../../bpf/tcp_probe.bpf.o', import.meta.url));
@@ -42,10 +46,15 @@ export function kernelSkipReason(): string | undefined {
 export type BpfProbe = import('../../native/index.js').BpfProbe;
 
 /** Loads bpf/tcp_probe.bpf.o and attaches it at the cgroup-v2 root. */
-export async function openProbe(opts: { wakeupBytes?: number; attach?: boolean } = {}): Promise<BpfProbe> {
+export async function openProbe(
+  opts: { wakeupBytes?: number; ringbufBytes?: number; runTimeStats?: boolean; attach?: boolean } = {},
+): Promise<BpfProbe> {
   if (!existsSync(BPF_OBJECT)) throw new Error(`${BPF_OBJECT} missing: run npm run build:bpf`);
   const { BpfProbe } = await import('../../native/index.js');
-  const probe = new BpfProbe(BPF_OBJECT, { wakeupBytes: opts.wakeupBytes ?? 64 * 1024 });
+  const tunables: { wakeupBytes: number; ringbufBytes?: number; runTimeStats?: boolean } = { wakeupBytes: opts.wakeupBytes ?? 64 * 1024 };
+  if (opts.ringbufBytes !== undefined) tunables.ringbufBytes = opts.ringbufBytes;
+  if (opts.runTimeStats !== undefined) tunables.runTimeStats = opts.runTimeStats;
+  const probe = new BpfProbe(BPF_OBJECT, tunables);
   try {
     probe.load();
     if (opts.attach !== false) probe.attachCgroup(CGROUP_ROOT);
@@ -223,4 +232,106 @@ export function ssCounters(netns: string | undefined, port: number): Array<{ sta
     });
   }
   return rows;
+}
+
+/** What {@link withKernelFixture} sets up for a describe() block. */
+export interface KernelFixture {
+  /** The probe, loaded and attached at the cgroup-v2 root. */
+  readonly probe: BpfProbe;
+  /** Pod namespaces on their own bridge (see test/helpers/netns.ts). */
+  readonly pods: PodNetwork;
+}
+
+export interface KernelFixtureOptions {
+  /** Host numbers of the pods (10.244.0.x, fd00:10:244::x). Default [11, 17]. */
+  pods?: readonly number[];
+  /** Passed to {@link openProbe}. */
+  probe?: Parameters<typeof openProbe>[0];
+}
+
+/**
+ * Registers before/after hooks in the calling describe(): a probe attached
+ * at the cgroup-v2 root plus a pod network, and their removal. Returns the
+ * fixture (its properties throw if read outside the suite's tests).
+ *
+ * Cleanup runs every step even if one fails or setup stopped half-way
+ * (peers killed, pods and bridge deleted, probe closed), then checks that
+ * nothing is left — the program not attached or loaded, no new bpffs entry,
+ * no namespace or bridge of this network — and fails the suite if anything is.
+ */
+export function withKernelFixture(opts: KernelFixtureOptions = {}): KernelFixture {
+  let probe: BpfProbe | undefined;
+  let pods: PodNetwork | undefined;
+  let pinnedBefore: string[] = [];
+  let sockopsId = 0;
+
+  before(async () => {
+    removeStaleNamespaces();
+    pinnedBefore = bpffsEntries();
+    probe = await openProbe(opts.probe);
+    sockopsId = probe.programIds().sockops;
+    pods = createPodNetwork(opts.pods ?? [11, 17]);
+  });
+
+  after(async () => {
+    const errors: string[] = [];
+    const step = (what: string, fn: () => void): void => {
+      try {
+        fn();
+      } catch (err) {
+        errors.push(`${what}: ${(err as Error).message}`);
+      }
+    };
+    step('kill peers', killAllPeers);
+    step('destroy pods', () => pods?.destroy());
+    step('close probe', () => probe?.close());
+
+    if (sockopsId !== 0) {
+      if (attachedProgramIds().includes(sockopsId)) errors.push(`sockops program ${sockopsId} still attached at ${CGROUP_ROOT}`);
+      // Freed asynchronously once the last reference (link, fd) is gone.
+      if (!(await eventually(() => !programExists(sockopsId), 5_000))) errors.push(`sockops program ${sockopsId} still loaded`);
+    }
+    const pinned = bpffsEntries().filter((e) => !pinnedBefore.includes(e));
+    if (pinned.length > 0) errors.push(`left in /sys/fs/bpf: ${pinned.join(', ')}`);
+    if (pods !== undefined) {
+      const names = netnsNames();
+      const left = pods.pods.map((p) => p.netns).filter((n) => names.includes(n));
+      if (left.length > 0) errors.push(`namespaces left: ${left.join(', ')}`);
+      if (linkExists(pods.bridge)) errors.push(`bridge ${pods.bridge} left`);
+    }
+    if (errors.length > 0) throw new Error(`kernel fixture cleanup: ${errors.join('; ')}`);
+  });
+
+  const need = <T>(v: T | undefined, what: string): T => {
+    if (v === undefined) throw new Error(`kernel fixture: ${what} is only available inside the suite's tests (setup failed or not run)`);
+    return v;
+  };
+  return {
+    get probe() {
+      return need(probe, 'probe');
+    },
+    get pods() {
+      return need(pods, 'pods');
+    },
+  };
+}
+
+function netnsNames(): string[] {
+  try {
+    return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8', timeout: 10_000 })
+      .split('\n')
+      .map((l) => l.split(' ')[0] ?? '')
+      .filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+function linkExists(name: string): boolean {
+  try {
+    execFileSync('ip', ['link', 'show', 'dev', name], { stdio: 'ignore', timeout: 10_000 });
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -6,24 +6,23 @@
  * sequence numbers (Kmesh counts them), src = client and dst = server on both.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import {
   byPorts,
   collect,
   INBOUND,
   kernelSkipReason,
   normalizeV6,
-  openProbe,
   OUTBOUND,
   RECORD_CLOSE,
   RECORD_OPEN,
   ssCounters,
   TCP_CLOSE,
   TCP_ESTABLISHED,
-  type BpfProbe,
+  withKernelFixture,
   type RawRecord,
 } from '../helpers/kernel.js';
-import { createPodNetwork, exchange, killAllPeers, removeStaleNamespaces, startPeer, type PodNetwork } from '../helpers/netns.js';
+import { exchange, startPeer } from '../helpers/netns.js';
 
 const skip = kernelSkipReason();
 
@@ -73,24 +72,11 @@ function assertConnection(
 }
 
 describe('kernel: exact payload bytes and tuples', { skip }, () => {
-  let probe: BpfProbe | undefined;
-  let pods: PodNetwork | undefined;
-
-  before(async () => {
-    removeStaleNamespaces();
-    probe = await openProbe();
-    pods = createPodNetwork([11, 17]);
-  });
-
-  after(() => {
-    killAllPeers();
-    pods?.destroy();
-    probe?.close();
-  });
+  const k = withKernelFixture();
 
   async function run(opts: { serverNs?: string; clientNs?: string; serverHost: string; clientWrites: number; serverWrites: number }) {
     const x = await exchange(opts);
-    const rs = await collect(probe!, byPorts(x.serverPort, x.clientPort), (got) => got.filter((r) => r.kind === RECORD_CLOSE).length >= 2);
+    const rs = await collect(k.probe, byPorts(x.serverPort, x.clientPort), (got) => got.filter((r) => r.kind === RECORD_CLOSE).length >= 2);
     assert.equal(x.client.sent, opts.clientWrites, 'client peer wrote');
     assert.equal(x.client.received, opts.serverWrites, 'client peer read');
     return { x, rs };
@@ -107,7 +93,7 @@ describe('kernel: exact payload bytes and tuples', { skip }, () => {
   });
 
   it('pod to pod IPv4 (10.244.0.17 -> 10.244.0.11)', async () => {
-    const [server, client] = pods!.pods;
+    const [server, client] = k.pods.pods;
     const { x, rs } = await run({ serverNs: server!.netns, clientNs: client!.netns, serverHost: server!.ipv4, clientWrites: 1000, serverWrites: 300 });
     assertConnection(rs, { family: 2, client: client!.ipv4, server: server!.ipv4, clientPort: x.clientPort, serverPort: x.serverPort, clientWrites: 1000, serverWrites: 300 });
     const out = rs.find((r) => r.direction === OUTBOUND)!;
@@ -116,13 +102,13 @@ describe('kernel: exact payload bytes and tuples', { skip }, () => {
   });
 
   it('pod to pod IPv6 (fd00:10:244::17 -> ::11)', async () => {
-    const [server, client] = pods!.pods;
+    const [server, client] = k.pods.pods;
     const { x, rs } = await run({ serverNs: server!.netns, clientNs: client!.netns, serverHost: server!.ipv6, clientWrites: 1000, serverWrites: 300 });
     assertConnection(rs, { family: 10, client: normalizeV6(client!.ipv6), server: normalizeV6(server!.ipv6), clientPort: x.clientPort, serverPort: x.serverPort, clientWrites: 1000, serverWrites: 300 });
   });
 
   it('pod to pod, many segments: 5,000,000 bytes out, 1,234,567 back', async () => {
-    const [server, client] = pods!.pods;
+    const [server, client] = k.pods.pods;
     const { x, rs } = await run({ serverNs: server!.netns, clientNs: client!.netns, serverHost: server!.ipv4, clientWrites: 5_000_000, serverWrites: 1_234_567 });
     assertConnection(rs, { family: 2, client: client!.ipv4, server: server!.ipv4, clientPort: x.clientPort, serverPort: x.serverPort, clientWrites: 5_000_000, serverWrites: 1_234_567 });
   });
@@ -163,7 +149,7 @@ describe('kernel: exact payload bytes and tuples', { skip }, () => {
       server.release();
       const done = await client.waitFor('done');
       assert.equal(done.received, 300);
-      const rs = await collect(probe!, byPorts(port, connected.localPort as number), (got) => got.filter((r) => r.kind === RECORD_CLOSE).length >= 2);
+      const rs = await collect(k.probe, byPorts(port, connected.localPort as number), (got) => got.filter((r) => r.kind === RECORD_CLOSE).length >= 2);
       assert.equal(only(rs, RECORD_CLOSE, OUTBOUND).sentBytes, 1000n, 'record corrected for SYN and FIN');
       assert.equal(only(rs, RECORD_CLOSE, INBOUND).receivedBytes, 1000n, 'record corrected for FIN');
     } finally {

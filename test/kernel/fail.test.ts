@@ -4,9 +4,19 @@
  */
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
-import { after, before, describe, it } from 'node:test';
-import { collect, ECONNREFUSED, kernelSkipReason, normalizeV6, openProbe, OUTBOUND, RECORD_FAIL, TCP_CLOSE, type BpfProbe, type RawRecord } from '../helpers/kernel.js';
-import { createPodNetwork, killAllPeers, removeStaleNamespaces, startPeer, type PodNetwork } from '../helpers/netns.js';
+import { describe, it } from 'node:test';
+import {
+  collect,
+  ECONNREFUSED,
+  kernelSkipReason,
+  normalizeV6,
+  OUTBOUND,
+  RECORD_FAIL,
+  TCP_CLOSE,
+  withKernelFixture,
+  type RawRecord,
+} from '../helpers/kernel.js';
+import { startPeer } from '../helpers/netns.js';
 
 const skip = kernelSkipReason();
 
@@ -20,20 +30,7 @@ async function closedLoopbackPort(host: string): Promise<number> {
 }
 
 describe('kernel: failed connects', { skip }, () => {
-  let probe: BpfProbe | undefined;
-  let pods: PodNetwork | undefined;
-
-  before(async () => {
-    removeStaleNamespaces();
-    probe = await openProbe();
-    pods = createPodNetwork([11, 17]);
-  });
-
-  after(() => {
-    killAllPeers();
-    pods?.destroy();
-    probe?.close();
-  });
+  const k = withKernelFixture();
 
   async function refused(netns: string | undefined, host: string, port: number): Promise<RawRecord> {
     const peer = startPeer(netns, { mode: 'refused', host, port });
@@ -43,7 +40,7 @@ describe('kernel: failed connects', { skip }, () => {
     } finally {
       peer.kill();
     }
-    const rs = await collect(probe!, (r) => r.dstPort === port, (got) => got.some((r) => r.kind === RECORD_FAIL));
+    const rs = await collect(k.probe, (r) => r.dstPort === port, (got) => got.some((r) => r.kind === RECORD_FAIL));
     const fails = rs.filter((r) => r.kind === RECORD_FAIL);
     assert.equal(fails.length, 1, `one RECORD_FAIL for port ${port}: ${rs.length} records of ours`);
     assert.equal(rs.length, 1, 'no open/close records for a connection that never established');
@@ -74,7 +71,7 @@ describe('kernel: failed connects', { skip }, () => {
   });
 
   it('pod to pod closed port -> RECORD_FAIL with the pod tuple', async () => {
-    const [server, client] = pods!.pods;
+    const [server, client] = k.pods.pods;
     // Nothing listens in the server pod's fresh namespace; any port is closed.
     const port = 40000 + (process.pid % 20000);
     const f = await refused(client!.netns, server!.ipv4, port);

@@ -17,12 +17,25 @@ export interface KernelSource {
    * `pollTimeoutMs`, earlier past the wake-up threshold. `onBatch` must not throw.
    */
   startDrain(onBatch: (records: Uint8Array) => void, pollTimeoutMs: number): void;
-  /** Whatever the ringbuf holds now (may be empty). */
+  /** Whatever the ringbuf holds now, after anything drained but not yet delivered (may be empty). */
   drainNow(): Uint8Array;
-  /** RECORD_REPORT records with running totals of every established tracked socket. */
+  /**
+   * One walk of the kernel's connection iterator: RECORD_REPORT records with
+   * running totals of every established tracked socket. The reports share
+   * the ringbuf with the events, so the buffer also holds every other record
+   * drained up to the end of the walk, in the kernel's order (a report never
+   * follows the close of its socket): process it as a whole, like a drained
+   * batch.
+   */
   iterate(): Uint8Array;
   /** Records the kernel dropped because the ringbuf was full (cumulative). */
   lostRecords(): bigint;
+  /**
+   * Reports the iterator could not put into the full ringbuf and returned
+   * through its read() buffer instead (cumulative; not lost, but the slow
+   * path). Optional: fakes may leave it out.
+   */
+  iteratorFallbackRecords?(): bigint;
   /** Stops draining, detaches and frees everything. Idempotent. */
   close(): void;
 }
@@ -44,6 +57,7 @@ interface NativeProbe {
   drainNow(): Buffer;
   iterate(): Buffer;
   lostRecords(): bigint;
+  iterFallbackRecords(): bigint;
   close(): void;
 }
 interface NativeModule {
@@ -67,6 +81,7 @@ export const nativeKernelSource: KernelSourceFactory = async (options) => {
     drainNow: () => probe.drainNow(),
     iterate: () => probe.iterate(),
     lostRecords: () => probe.lostRecords(),
+    iteratorFallbackRecords: () => probe.iterFallbackRecords(),
     close: () => {
       if (closed) return;
       closed = true;

@@ -34,6 +34,7 @@ interface SelfMetrics {
   records: Counter;
   decodeErrors: Counter;
   lost: Counter;
+  iteratorFallback: Counter;
   evictions: Counter;
   expirations: Counter;
   readErrors: Counter;
@@ -58,6 +59,7 @@ export class EbpfReceiver implements Receiver {
   private kernel: KernelSource | undefined;
   private reportTimer: NodeJS.Timeout | undefined;
   private lastLost = 0n;
+  private lastIteratorFallback = 0n;
   private readErrorCount = 0;
   private seen: { stats: DecodeStats; kinds: KindCounts; evictions: number; expirations: number };
 
@@ -89,6 +91,10 @@ export class EbpfReceiver implements Receiver {
       records: t.counter('ebpf_records_received', 'Kernel connection records decoded, by kind'),
       decodeErrors: t.counter('ebpf_decode_errors', 'Kernel records skipped because they could not be decoded, by reason'),
       lost: t.counter('ebpf_kernel_lost_records', 'Records the kernel dropped because the ringbuf was full'),
+      iteratorFallback: t.counter(
+        'ebpf_iterator_fallback_records',
+        'Periodic reports returned through the iterator read() because the ringbuf was full (not lost; slow path)',
+      ),
       evictions: t.counter('ebpf_connection_evictions', 'Tracked connections evicted because the table was full (max_connections)'),
       expirations: t.counter('ebpf_connection_expirations', 'Tracked connections forgotten after connection_ttl without a record (lost close)'),
       readErrors: t.counter('ebpf_kernel_read_errors', 'Failed reads of the kernel iterator or counters'),
@@ -162,7 +168,11 @@ export class EbpfReceiver implements Receiver {
     }
   }
 
-  /** One report interval: iterator walk, lost-record count, TTL expiry, clock resync. */
+  /**
+   * One report interval: iterator walk, lost-record count, TTL expiry, clock
+   * resync. The walk's buffer also carries the events drained with it, in
+   * kernel order, so it goes through the same ingest() as a drained batch.
+   */
   reportTick(nowMs = Date.now()): void {
     const kernel = this.kernel;
     if (kernel === undefined) return;
@@ -179,6 +189,15 @@ export class EbpfReceiver implements Receiver {
       this.lastLost = lost;
     } catch (err) {
       this.readError('lost_records', err);
+    }
+    if (kernel.iteratorFallbackRecords !== undefined) {
+      try {
+        const n = kernel.iteratorFallbackRecords();
+        if (n > this.lastIteratorFallback) this.metrics.iteratorFallback.add(Number(n - this.lastIteratorFallback), this.attrs);
+        this.lastIteratorFallback = n;
+      } catch (err) {
+        this.readError('iter_fallback_records', err);
+      }
     }
     this.processor.expire(nowMs);
     this.recordSelfMetrics();
