@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { Host } from '../../src/component/component.js';
+import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
+import type { LogRecordExporter, ReadableLogRecord, SdkLogRecord } from '@opentelemetry/sdk-logs';
+import { DataPointType } from '@opentelemetry/sdk-metrics';
+import type { CreateSettings, Host } from '../../src/component/component.js';
+import { ConcurrentBatchLogRecordProcessor } from '../../src/exporters/otlp/ConcurrentBatchLogRecordProcessor.js';
 import { otlpExporterFactory } from '../../src/exporters/otlp/factory.js';
 import type { OtlpLogsExporter } from '../../src/exporters/otlp/OtlpLogsExporter.js';
 import type { OtlpMetricsExporter } from '../../src/exporters/otlp/OtlpMetricsExporter.js';
@@ -23,6 +27,127 @@ function logEntry(i: number, kind: 'close' | 'fail' = 'close'): AccessLogEntry {
     observedUnixNano: 1726301966600000000n,
   };
 }
+
+/** Sum of one self-metric counter, read from the component's own telemetry (no metrics exporter needed). */
+async function selfCounter(settings: CreateSettings, name: string): Promise<number> {
+  const { resourceMetrics } = await settings.telemetry.producer.collect();
+  let total = 0;
+  for (const sm of resourceMetrics.scopeMetrics) {
+    for (const m of sm.metrics) {
+      if (m.descriptor.name !== name || m.dataPointType !== DataPointType.SUM) continue;
+      for (const p of m.dataPoints) total += p.value;
+    }
+  }
+  return total;
+}
+
+/** A LogRecordExporter whose exports stay open until the test settles them. */
+class HeldExporter implements LogRecordExporter {
+  readonly calls: Array<{ records: ReadableLogRecord[]; settled: boolean; done: (r: ExportResult) => void }> = [];
+  maxOpen = 0;
+  open = 0;
+  shutdowns = 0;
+  export(records: ReadableLogRecord[], done: (r: ExportResult) => void): void {
+    this.open++;
+    this.maxOpen = Math.max(this.maxOpen, this.open);
+    const call = {
+      records,
+      settled: false,
+      done: (r: ExportResult): void => {
+        assert.equal(call.settled, false, 'an export is settled once');
+        call.settled = true;
+        this.open--;
+        done(r);
+      },
+    };
+    this.calls.push(call);
+  }
+  forceFlush(): Promise<void> {
+    return Promise.resolve();
+  }
+  shutdown(): Promise<void> {
+    this.shutdowns++;
+    return Promise.resolve();
+  }
+  /** Settles every open export (and those that start meanwhile) as delivered. */
+  async settleAll(): Promise<void> {
+    while (this.open > 0) {
+      for (const c of this.calls) if (!c.settled) c.done({ code: ExportResultCode.SUCCESS });
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+}
+
+/** Stand-ins for SDK log records: the processor only groups them. */
+const fakeRecords = (n: number, from = 0): SdkLogRecord[] =>
+  Array.from({ length: n }, (_, i) => ({ body: from + i }) as unknown as SdkLogRecord);
+const ids = (records: ReadableLogRecord[]): unknown[] => records.map((r) => r.body);
+const macrotask = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+describe('ConcurrentBatchLogRecordProcessor', () => {
+  it('exports full batches at once, at most maxConcurrentExports in flight, the rest in order', async () => {
+    const exp = new HeldExporter();
+    const p = new ConcurrentBatchLogRecordProcessor(exp, { batchSize: 3, maxConcurrentExports: 2, flushDelayMillis: 60_000 });
+    for (const r of fakeRecords(10)) p.onEmit(r);
+    // 3 full batches closed, 2 exporting, 1 waiting; 1 record in the open batch.
+    assert.equal(exp.calls.length, 2);
+    assert.deepEqual(ids(exp.calls[0]!.records), [0, 1, 2]);
+    assert.deepEqual(ids(exp.calls[1]!.records), [3, 4, 5]);
+    exp.calls[1]!.done({ code: ExportResultCode.SUCCESS });
+    await macrotask();
+    assert.equal(exp.calls.length, 3, 'a freed slot takes the waiting batch');
+    assert.deepEqual(ids(exp.calls[2]!.records), [6, 7, 8]);
+    assert.equal(exp.maxOpen, 2);
+    assert.equal(p.exportsInFlight, 2);
+    const down = p.shutdown();
+    await exp.settleAll();
+    await down;
+    assert.equal(exp.calls.length, 4, 'shutdown exported the open batch too');
+    assert.deepEqual(ids(exp.calls[3]!.records), [9]);
+    assert.equal(exp.maxOpen, 2, 'never more than 2 in flight');
+  });
+
+  it('forceFlush exports the partial batch and resolves once everything emitted before it is finished', async () => {
+    const exp = new HeldExporter();
+    const p = new ConcurrentBatchLogRecordProcessor(exp, { batchSize: 4, maxConcurrentExports: 1, flushDelayMillis: 60_000 });
+    for (const r of fakeRecords(6)) p.onEmit(r);
+    let flushed = false;
+    const flush = p.forceFlush().then(() => (flushed = true));
+    assert.equal(exp.calls.length, 1);
+    exp.calls[0]!.done({ code: ExportResultCode.FAILED, error: new Error('down') });
+    await macrotask();
+    assert.equal(flushed, false, 'the second batch is not finished yet');
+    assert.deepEqual(ids(exp.calls[1]!.records), [4, 5]);
+    // Records emitted after the flush started do not hold it up.
+    for (const r of fakeRecords(4, 6)) p.onEmit(r);
+    exp.calls[1]!.done({ code: ExportResultCode.SUCCESS });
+    await flush;
+    assert.equal(flushed, true);
+    await macrotask();
+    assert.equal(exp.calls.length, 3, 'the later full batch goes out after');
+    assert.deepEqual(ids(exp.calls[2]!.records), [6, 7, 8, 9]);
+    exp.calls[2]!.done({ code: ExportResultCode.SUCCESS });
+    await p.forceFlush();
+  });
+
+  it('exports a partial batch after flushDelayMillis; shutdown flushes, shuts the exporter down once', async () => {
+    const exp = new HeldExporter();
+    const p = new ConcurrentBatchLogRecordProcessor(exp, { batchSize: 100, maxConcurrentExports: 2, flushDelayMillis: 30 });
+    for (const r of fakeRecords(2)) p.onEmit(r);
+    assert.equal(exp.calls.length, 0);
+    await waitFor(() => exp.calls.length === 1, 2000, 'the delayed partial batch');
+    assert.deepEqual(ids(exp.calls[0]!.records), [0, 1]);
+    p.onEmit(fakeRecords(1, 2)[0]!);
+    const down = Promise.all([p.shutdown(), p.shutdown()]);
+    assert.equal(exp.calls.length, 2, 'shutdown exports what is open at once');
+    for (const c of exp.calls) c.done({ code: ExportResultCode.SUCCESS });
+    await down;
+    assert.equal(exp.shutdowns, 1);
+    p.onEmit(fakeRecords(1, 3)[0]!);
+    await new Promise((r) => setTimeout(r, 60));
+    assert.equal(exp.calls.length, 2, 'nothing is exported after shutdown');
+  });
+});
 
 function selfValue(r: OtlpReceiver, metric: string): number {
   const pts = r.points().filter((p) => p.metric === metric);
@@ -105,6 +230,35 @@ describe('otlp exporter', () => {
     );
     await exp.shutdown();
     await exp.shutdown();
+  });
+
+  for (const consumers of [1, 30]) {
+    it(`delivers every record with num_consumers ${consumers}, counted exactly, no export refused`, async () => {
+      rx.logsRequests.length = 0;
+      const settings = testSettings('otlp/many');
+      // Retries off: an export the SDK refused (its own concurrency limit) would be counted as failed, not retried later.
+      const c = cfg({ timeout: '5s', sending_queue: { queue_size: 5_000, batch_size: 50, num_consumers: consumers }, retry_on_failure: { enabled: false } });
+      const exp = otlpExporterFactory.createLogs!(settings, c) as OtlpLogsExporter;
+      await exp.start(host);
+      const total = 3_000;
+      for (let i = 0; i < total; i += 250) exp.consumeLogs({ entries: Array.from({ length: 250 }, (_, k) => logEntry(i + k)) });
+      await exp.forceFlush();
+      assert.equal(exp.queued, 0, 'nothing queued after forceFlush');
+      assert.equal(await selfCounter(settings, 'kmesh_otel_exporter_send_failed_log_records'), 0);
+      assert.equal(await selfCounter(settings, 'kmesh_otel_exporter_dropped_log_records'), 0);
+      assert.equal(await selfCounter(settings, 'kmesh_otel_exporter_sent_log_records'), total);
+      await waitFor(() => rx.logs().length === total, 5000, `${total} log records`);
+      assert.equal(rx.logsRequests.length, total / 50, 'batches of batch_size');
+      const ports = new Set(rx.logs().map((l) => l.attributes['source.port']));
+      assert.equal(ports.size, total, 'each record exactly once');
+      await exp.shutdown();
+    });
+  }
+
+  it('num_consumers: collector default 10, at most the SDK exporter limit of 30', () => {
+    assert.equal(otlpExporterFactory.createDefaultConfig().sending_queue.num_consumers, 10);
+    assert.equal(otlpExporterFactory.configSchema.safeParse({ sending_queue: { num_consumers: 31 } }).success, false);
+    assert.equal(otlpExporterFactory.configSchema.safeParse({ sending_queue: { num_consumers: 0 } }).success, false);
   });
 
   it('survives a dead backend: bounded queue, counted drops and failures, resumes on restart', async () => {

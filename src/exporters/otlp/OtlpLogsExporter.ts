@@ -2,7 +2,6 @@ import type { Counter } from '@opentelemetry/api';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { OTLPLogExporter } from '@opentelemetry/exporter-logs-otlp-grpc';
 import {
-  BatchLogRecordProcessor,
   LoggerProvider,
   type LogRecordExporter,
   type ReadableLogRecord,
@@ -11,8 +10,12 @@ import type { Logger } from '@opentelemetry/api-logs';
 import type { CreateSettings, Host, LogsExporter } from '../../component/component.js';
 import type { LogsBatch } from '../../model/logs.js';
 import type { OtlpConfig } from './config.js';
+import { ConcurrentBatchLogRecordProcessor } from './ConcurrentBatchLogRecordProcessor.js';
 import { grpcExporterOptions } from './grpcOptions.js';
 import { toLogRecord } from './logRecord.js';
+
+/** A partial batch waits this long for more records before it is exported (the SDK BatchLogRecordProcessor's default delay). */
+const PARTIAL_BATCH_DELAY_MS = 1000;
 
 /** Backoff growth between retries, as the collector's exporterhelper. */
 const BACKOFF_MULTIPLIER = 1.5;
@@ -95,9 +98,11 @@ class RetryingCountingLogExporter implements LogRecordExporter {
 
 /**
  * Access logs as OpenTelemetry LogRecords over OTLP/gRPC: one record per
- * AccessLogEntry (see {@link toLogRecord}), batched by the SDK's
- * BatchLogRecordProcessor behind a bounded queue. The queue counts records
- * accepted and not yet finished (buffered or in flight); when it holds
+ * AccessLogEntry (see {@link toLogRecord}), batched with up to
+ * `sending_queue.num_consumers` exports in flight
+ * ({@link ConcurrentBatchLogRecordProcessor}) behind a bounded queue. The
+ * queue counts records accepted and not yet finished (buffered, in flight or
+ * waiting to be retried); when it holds
  * `sending_queue.queue_size` records, new ones are dropped and counted in
  * `kmesh_otel_exporter_dropped_log_records` — a dead backend costs bounded
  * memory, never a crash, and delivery resumes when it returns.
@@ -135,21 +140,21 @@ export class OtlpLogsExporter implements LogsExporter {
   async start(_host: Host): Promise<void> {
     if (this.stopped || this.provider !== undefined) return;
     const c = this.config;
+    const consumers = c.sending_queue.num_consumers;
+    // The SDK exporter refuses requests beyond its concurrency limit (default
+    // 30, which the schema caps num_consumers at); the processor never has
+    // more than num_consumers attempts in flight, and retries wait out their
+    // backoff outside it.
     const inner = new OTLPLogExporter({ ...grpcExporterOptions(c) });
     this.wrapper = new RetryingCountingLogExporter(inner, c.retry_on_failure, (n, ok) => {
       this.inFlight -= n;
       if (ok) this.sent.add(n, this.attrs);
       else this.failed.add(n, this.attrs);
     });
-    const retryBudget = c.retry_on_failure.enabled ? c.retry_on_failure.max_elapsed_time + c.retry_on_failure.max_interval : 0;
-    const processor = new BatchLogRecordProcessor({
-      exporter: this.wrapper,
-      maxQueueSize: c.sending_queue.queue_size,
-      maxExportBatchSize: Math.min(c.sending_queue.batch_size, c.sending_queue.queue_size),
-      scheduledDelayMillis: 1000,
-      // Longer than our own retries, so the processor never gives up on an
-      // export that is still retrying (it would start a second one beside it).
-      exportTimeoutMillis: retryBudget + 2 * Math.max(1, c.timeout) + 1000,
+    const processor = new ConcurrentBatchLogRecordProcessor(this.wrapper, {
+      batchSize: Math.min(c.sending_queue.batch_size, c.sending_queue.queue_size),
+      maxConcurrentExports: consumers,
+      flushDelayMillis: PARTIAL_BATCH_DELAY_MS,
     });
     this.provider = new LoggerProvider({ resource: this.settings.resource, processors: [processor] });
     this.logger = this.provider.getLogger('kmesh-otel');

@@ -51,8 +51,15 @@ export const otlpConfigSchema = z.strictObject({
       queue_size: z.number().int().positive().default(10_000),
       /** Log records per export request. Default 512. */
       batch_size: z.number().int().positive().default(512),
+      /**
+       * Log export requests in flight at most (the collector's name and
+       * default). More than one lets the next batch be built and serialized
+       * while earlier ones travel; 1 is the SDK BatchLogRecordProcessor's
+       * behaviour. Default 10; at most 30 (the SDK exporter's own limit).
+       */
+      num_consumers: z.number().int().positive().max(30).default(10),
     })
-    .default({ queue_size: 10_000, batch_size: 512 }),
+    .default({ queue_size: 10_000, batch_size: 512, num_consumers: 10 }),
   /** Metrics push interval. Default 60s (the SDK's default). */
   export_interval: duration.default(60_000),
   /** Aggregation temporality of the TCP families: `cumulative` or `delta`. Default `cumulative`. */

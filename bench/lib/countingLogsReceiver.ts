@@ -1,0 +1,149 @@
+/**
+ * A lean OTLP/gRPC logs receiver for throughput benchmarks: serves
+ * opentelemetry.proto.collector.logs.v1.LogsService/Export with @grpc/grpc-js
+ * (gzip or plain requests, as a collector accepts them) and counts the
+ * LogRecords of each ExportLogsServiceRequest by walking the protobuf wire
+ * format — without building objects for the ~30 attributes of every record.
+ *
+ * Why not test/helpers/otlpReceiver.ts: that one decodes every request fully
+ * through @grpc/proto-loader (protobufjs reflection), which costs more CPU per
+ * record than the agent spends producing it; on a two-core machine it, not
+ * the exporter, would be the limit being measured. The tests keep checking
+ * record content with the full decoder; this one only counts, but it counts
+ * from the real bytes, so a malformed request fails the call.
+ */
+import * as grpc from '@grpc/grpc-js';
+
+const EXPORT_PATH = '/opentelemetry.proto.collector.logs.v1.LogsService/Export';
+
+/** Reads a base-128 varint at `pos`; returns [value, next position]. Values above 2^53 are not needed here. */
+function varint(buf: Buffer, pos: number): [number, number] {
+  let value = 0;
+  let shift = 1;
+  for (;;) {
+    if (pos >= buf.length) throw new Error('truncated varint');
+    const b = buf[pos++]!;
+    value += (b & 0x7f) * shift;
+    if (b < 0x80) return [value, pos];
+    shift *= 128;
+    if (shift > 2 ** 56) throw new Error('varint too long');
+  }
+}
+
+/**
+ * Calls `onField(fieldNumber, start, end)` for every length-delimited field of
+ * the message in buf[start, end); skips the other wire types.
+ */
+function forEachLengthDelimited(buf: Buffer, start: number, end: number, onField: (field: number, s: number, e: number) => void): void {
+  let pos = start;
+  while (pos < end) {
+    let key: number;
+    [key, pos] = varint(buf, pos);
+    const field = Math.floor(key / 8);
+    switch (key & 7) {
+      case 0:
+        [, pos] = varint(buf, pos);
+        break;
+      case 1:
+        pos += 8;
+        break;
+      case 5:
+        pos += 4;
+        break;
+      case 2: {
+        let len: number;
+        [len, pos] = varint(buf, pos);
+        if (pos + len > end) throw new Error('truncated field');
+        onField(field, pos, pos + len);
+        pos += len;
+        break;
+      }
+      default:
+        throw new Error(`unsupported wire type ${key & 7}`);
+    }
+  }
+  if (pos !== end) throw new Error('message overruns its length');
+}
+
+/**
+ * LogRecords in one serialized ExportLogsServiceRequest:
+ * resource_logs (1) -> scope_logs (2) -> log_records (2), per
+ * opentelemetry/proto/logs/v1/logs.proto.
+ */
+export function countLogRecords(req: Buffer): number {
+  let n = 0;
+  forEachLengthDelimited(req, 0, req.length, (f, s, e) => {
+    if (f !== 1) return;
+    forEachLengthDelimited(req, s, e, (f2, s2, e2) => {
+      if (f2 !== 2) return;
+      forEachLengthDelimited(req, s2, e2, (f3) => {
+        if (f3 === 2) n++;
+      });
+    });
+  });
+  return n;
+}
+
+/** Counts log records received; can be stopped (port closed) to play a dead backend. */
+export class CountingLogsReceiver {
+  records = 0;
+  requests = 0;
+  /** Requests that could not be parsed (answered INVALID_ARGUMENT). */
+  malformed = 0;
+  private server: grpc.Server | undefined;
+  private boundPort = 0;
+
+  static async start(port = 0): Promise<CountingLogsReceiver> {
+    const r = new CountingLogsReceiver();
+    await r.listen(port);
+    return r;
+  }
+
+  /** `127.0.0.1:port`, the exporter's `endpoint`. */
+  get endpoint(): string {
+    return `127.0.0.1:${this.boundPort}`;
+  }
+
+  private async listen(port: number): Promise<void> {
+    const server = new grpc.Server();
+    const identity = (b: Buffer): Buffer => b;
+    const service: grpc.ServiceDefinition = {
+      Export: {
+        path: EXPORT_PATH,
+        requestStream: false,
+        responseStream: false,
+        requestSerialize: identity,
+        requestDeserialize: identity,
+        responseSerialize: identity,
+        responseDeserialize: identity,
+      },
+    };
+    // An empty ExportLogsServiceResponse is zero bytes.
+    const empty = Buffer.alloc(0);
+    server.addService(service, {
+      Export: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>): void => {
+        let n: number;
+        try {
+          n = countLogRecords(call.request);
+        } catch (err) {
+          this.malformed++;
+          cb({ code: grpc.status.INVALID_ARGUMENT, details: (err as Error).message });
+          return;
+        }
+        this.records += n;
+        this.requests++;
+        cb(null, empty);
+      },
+    });
+    this.boundPort = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+    });
+    this.server = server;
+  }
+
+  /** Stops listening; open calls are cut (the agent sees the backend as down). */
+  stop(): void {
+    this.server?.forceShutdown();
+    this.server = undefined;
+  }
+}
