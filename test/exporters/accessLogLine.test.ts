@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { PassThrough } from 'node:stream';
 import { debugExporterFactory } from '../../src/exporters/debug/factory.js';
 import { DebugLogsExporter } from '../../src/exporters/debug/DebugExporter.js';
-import { formatJsonLine, formatKmeshLine, nsToMsString } from '../../src/exporters/debug/accessLogLine.js';
+import { formatJsonLine, formatKmeshLine, formatKmeshTime, nsToMsString } from '../../src/exporters/debug/accessLogLine.js';
 import type { ConnectionEvent } from '../../src/model/connection.js';
 import type { AccessLogEntry } from '../../src/model/logs.js';
 import { testSettings } from '../helpers/settings.js';
@@ -119,5 +119,23 @@ describe('debug logs exporter', () => {
     assert.ok(out.writableLength < 2000 + 400, `buffer bounded (${out.writableLength})`);
     await exp.shutdown();
     await exp.shutdown();
+  });
+});
+
+describe('Kmesh time', () => {
+  it('prints Go time.Time.String() in UTC with 9-digit ns, across second boundaries and before 1970', () => {
+    // The date prefix is cached per second: the same second twice, then the next, then back.
+    assert.equal(formatKmeshTime(1_726_301_966_552_709_932n), '2024-09-14 08:19:26.552709932 +0000 UTC');
+    assert.equal(formatKmeshTime(1_726_301_966_000_000_001n), '2024-09-14 08:19:26.000000001 +0000 UTC');
+    assert.equal(formatKmeshTime(1_726_301_967_000_000_000n), '2024-09-14 08:19:27.000000000 +0000 UTC');
+    assert.equal(formatKmeshTime(1_726_301_966_999_999_999n), '2024-09-14 08:19:26.999999999 +0000 UTC');
+    assert.equal(formatKmeshTime(-1n), '1969-12-31 23:59:59.999999999 +0000 UTC');
+    assert.equal(formatKmeshTime(0n), '1970-01-01 00:00:00.000000000 +0000 UTC');
+  });
+
+  it('prints durations as plain decimals beyond 2^53 ns', () => {
+    assert.equal(nsToMsString(2_733_902), '2.733902');
+    assert.equal(nsToMsString(3_000_000), '3');
+    assert.equal(nsToMsString(2 ** 60), '1152921504606.846976');
   });
 });

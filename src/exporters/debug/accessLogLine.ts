@@ -16,13 +16,24 @@ export function formatAddr(addr: string, port: number): string {
   return addr.includes(':') ? `[${addr}]:${port}` : `${addr}:${port}`;
 }
 
+/** The date/time prefix of the last second formatted: access-log records arrive in time order, so most share it. */
+let lastSecond: bigint | undefined;
+let lastSecondPrefix = '';
+
 /** `2024-09-14 08:19:26.552709932 +0000 UTC`: Go's `time.Time.String()` for a UTC time, 9-digit ns. */
 export function formatKmeshTime(unixNano: bigint): string {
-  const ms = Number(unixNano / 1_000_000n);
-  const nsOfSecond = ((unixNano % 1_000_000_000n) + 1_000_000_000n) % 1_000_000_000n;
-  const d = new Date(ms);
-  const iso = d.toISOString(); // 2024-09-14T08:19:26.552Z
-  return `${iso.slice(0, 10)} ${iso.slice(11, 19)}.${nsOfSecond.toString().padStart(9, '0')} +0000 UTC`;
+  let sec = unixNano / 1_000_000_000n;
+  let ns = Number(unixNano - sec * 1_000_000_000n);
+  if (ns < 0) {
+    ns += 1_000_000_000;
+    sec -= 1n;
+  }
+  if (sec !== lastSecond) {
+    const iso = new Date(Number(sec) * 1000).toISOString(); // 2024-09-14T08:19:26.000Z
+    lastSecondPrefix = `${iso.slice(0, 10)} ${iso.slice(11, 19)}.`;
+    lastSecond = sec;
+  }
+  return `${lastSecondPrefix}${String(ns).padStart(9, '0')} +0000 UTC`;
 }
 
 /** RFC 3339 with 9-digit ns (`2024-09-14T08:19:26.552709932Z`), for the JSON format. */
@@ -31,9 +42,27 @@ export function formatRfc3339Nano(unixNano: bigint): string {
   return `${t.slice(0, 10)}T${t.slice(11, 29)}Z`;
 }
 
+const POW10 = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000_000];
+
 /** A non-negative integer amount of `unit` scaled by 10^-digits, as a plain decimal (no exponent, trailing zeros trimmed). */
 function plainDecimal(amount: number, digits: number): string {
-  const n = BigInt(Math.max(0, Math.round(amount)));
+  const n = Math.max(0, Math.round(amount));
+  const scale = POW10[digits];
+  // Number arithmetic is exact below 2^53 (the BigInt path stays for the rest).
+  if (scale === undefined || n > Number.MAX_SAFE_INTEGER) return plainDecimalBig(n, digits);
+  const whole = Math.floor(n / scale);
+  let frac = n - whole * scale;
+  if (frac === 0) return String(whole);
+  let width = digits;
+  while (frac % 10 === 0) {
+    frac /= 10;
+    width--;
+  }
+  return `${whole}.${String(frac).padStart(width, '0')}`;
+}
+
+function plainDecimalBig(amount: number, digits: number): string {
+  const n = BigInt(amount);
   const scale = 10n ** BigInt(digits);
   const whole = n / scale;
   const frac = (n % scale).toString().padStart(digits, '0').replace(/0+$/, '');
