@@ -12,11 +12,11 @@ import {
 } from '@opentelemetry/sdk-metrics';
 import type { FlowPoint, MetricsBatch } from '../model/metrics.js';
 import type { SelfTelemetry } from '../telemetry/SelfTelemetry.js';
-import type { FamilyDef, MetricSchema } from './schema.js';
+import { labelPairs, parseLabelPairs } from './labelText.js';
+import { labelValues, type FamilyBinding, type FamilyDef, type LabelGroup, type MetricSchema } from './schema.js';
 
 /** The OpenTelemetry SDK's cardinality-overflow attribute (spec: metrics SDK, "Overflow attribute"). */
 export const OVERFLOW_ATTRIBUTE = 'otel_metric_overflow';
-const OVERFLOW_KEY = '\u0000overflow';
 
 /** Defaults of the store's knobs (also the exporters' config defaults). */
 export const DEFAULT_MAX_SERIES_PER_FAMILY = 10_000;
@@ -42,36 +42,166 @@ export interface SeriesStoreOptions {
   now?: () => number;
 }
 
-interface Series {
-  readonly attributes: Attributes;
-  /** Counter: cumulative value, or the value since the last collect in delta mode. */
-  value: number;
-  /** Histogram state (same temporality rule as `value`). */
-  counts: number[] | undefined;
-  sum: number;
-  min: number;
-  max: number;
-  /** Start of the current accumulation (series creation, or the last delta collect). */
-  startMs: number;
-  lastUpdateMs: number;
-  /** True once a collect has included the series' value as of its last update. */
-  collectedSinceUpdate: boolean;
+/**
+ * Where a series' numbers sit in its label set's block of its group's slab
+ * (offsets from the family's base within the block). Counters use the first five numbers;
+ * histograms add sum, min, max and one count per bucket (the last for +Inf).
+ */
+const F_VALUE = 0; // counter value, or histogram observation count
+const F_START = 1; // start of the current accumulation, ms
+const F_LAST = 2; // last update, ms
+const F_EXISTS = 3; // 1 while the series exists
+const F_COLLECTED = 4; // 1 once a collect included the value as of the last update
+const F_SUM = 5;
+const F_MIN = 6;
+const F_MAX = 7;
+const F_COUNTS = 8;
+const COUNTER_FIELDS = 5;
+/**
+ * A block starts with its owner's token (0: free): cached block offsets are
+ * checked against it, so the hot path need not visit the LabelSet object.
+ */
+const B_OWNER = 0;
+
+/**
+ * What the store remembers per attributes object: per group `gi`, the block
+ * offset at `2*gi` and its owner token at `2*gi+1` (offset -1: none), and the
+ * label set at `2*groups + gi`. One plain array: small integers stay unboxed.
+ */
+type AttrCache = (number | LabelSet | undefined)[];
+
+/**
+ * One distinct list of label values of one {@link LabelGroup}. The state of
+ * every series of the group's families that carry it (Kmesh: one workload
+ * label set serves opened, closed, bytes, ... — up to nine series) is one
+ * block of numbers in the group's slab (a Float64Array shared by all its
+ * sets): a point's updates touch one contiguous block, and neither a series
+ * nor a set's numbers cost an object of their own.
+ */
+export class LabelSet {
+  /** Number of existing series in the set's block. */
+  live = 0;
+  /**
+   * Start of the set's block in its group's slab while the store's key map
+   * holds the set (it has at least one series); -1 otherwise.
+   */
+  offset = -1;
+  /** The token written at the start of the set's block while it owns it. */
+  token = 0;
+  private attrs: Attributes | undefined = undefined;
+
+  constructor(
+    /** Label names (shared with the family definitions). */
+    readonly names: readonly string[],
+    /**
+     * The label pairs in the Prometheus text format (`a="x",b="y"`, escaped;
+     * see labelText.ts): the set's identity within its group, what the
+     * exposition writer copies into every sample line of the set, and the
+     * only copy of its values the set keeps (one flat string, no array).
+     */
+    readonly key: string,
+  ) {}
+
+  /** The label values, aligned with {@link names}. */
+  values(): string[] {
+    // The key is always labelPairs(names, values) output, so this cannot fail.
+    return parseLabelPairs(this.names, this.key) ?? [];
+  }
+
+  /** The labels as OpenTelemetry attributes; built on first use (OTLP, debug) and shared by every point of this set. */
+  attributes(): Attributes {
+    if (this.attrs === undefined) {
+      const a: Attributes = {};
+      const values = this.values();
+      for (let i = 0; i < this.names.length; i++) a[this.names[i]!] = values[i];
+      this.attrs = a;
+    }
+    return this.attrs;
+  }
 }
 
 interface FamilyState {
   readonly def: FamilyDef;
-  readonly series: Map<string, Series>;
+  readonly group: GroupState;
+  /** Offset of this family's series within a label set's block. */
+  readonly base: number;
+  /** Number of histogram counts (buckets + 1); 0 for counters. */
+  readonly nCounts: number;
+  /** Series within the budget. */
+  live: number;
+  /** Stride of a point in a snapshot's `values`: 1 for counters, nCounts + 4 for histograms. */
+  readonly stride: number;
+}
+
+interface GroupState {
+  readonly group: LabelGroup;
+  readonly read: LabelGroup['read'];
+  readonly bindings: readonly FamilyBinding[];
+  /** Per binding: its family's state. */
+  readonly families: FamilyState[];
+  /** Numbers per label set (block size). */
+  readonly blockSize: number;
+  /** The blocks of the registered sets (and the overflow set at 0); grows by doubling. */
+  slab: Float64Array;
+  /** Offsets of released blocks, reused first. */
+  readonly freeBlocks: number[];
+  /** End of the used part of the slab. */
+  used: number;
+  readonly byKey: Map<string, LabelSet>;
+  /** The `otel_metric_overflow="true"` set (block 0): its series take what label sets beyond a family's budget contribute. */
+  readonly overflow: LabelSet;
+}
+
+/** A family's points as of one collect, in flat arrays (no per-point objects). */
+export interface FamilySnapshot {
+  readonly def: FamilyDef;
+  /** Number of points. */
+  readonly length: number;
+  /** Label set of each point. */
+  readonly labels: readonly LabelSet[];
+  /** Start of each point's accumulation, ms. */
+  readonly startMs: Float64Array;
+  /**
+   * Counters: the value of each point. Histograms, `stride` numbers per point:
+   * the per-bucket (not cumulative) counts, the last one for +Inf, then sum,
+   * count, min, max.
+   */
+  readonly values: Float64Array;
+  readonly stride: number;
+}
+
+/** What one collect saw: the families with at least one point, in schema order. */
+export interface StoreSnapshot {
+  readonly endMs: number;
+  readonly families: readonly FamilySnapshot[];
 }
 
 /**
  * Cumulative (or delta) state of every series of a schema's families, updated
  * once per FlowPoint (per flush, not per connection record), and read by the
- * OpenTelemetry SDK as a {@link MetricProducer} — so it plugs into the
- * PrometheusExporter or a PeriodicExportingMetricReader via `metricProducers`.
+ * OpenTelemetry SDK as a {@link MetricProducer} — so it plugs into a
+ * PeriodicExportingMetricReader via `metricProducers` — or, without building
+ * SDK data points, through {@link snapshot} (the Prometheus exposition writer).
  *
  * Why not SDK instruments: an instrument cannot forget a series (a deleted
  * pod's label set stays forever), and a per-record `counter.add` with 23
  * attributes is the slow path this avoids.
+ *
+ * Update cost: a point's attributes object is remembered (weakly) with the
+ * slab blocks it resolved to, so a point carrying an attributes object seen
+ * before costs a WeakMap lookup and a few number updates in one block (the
+ * block's owner token says the cached offset is still valid). A new object
+ * costs rendering its label pairs (values read, escaped, joined: the same
+ * order of work as the key the store built per point before) and one Map
+ * lookup per group. Attributes objects are treated as immutable once
+ * consumed, as everywhere in the pipeline (processors build new objects;
+ * nothing edits a point's attributes after handing the point on).
+ *
+ * Memory: no object per series. One {@link LabelSet} per distinct label
+ * value list of a group: one flat string (the label pairs, also its key) and
+ * a block of numbers in the group's slab holding all the group's series with
+ * those labels. The slab grows by doubling and does not shrink; freed blocks
+ * are reused.
  *
  * Bounds:
  * - at most `maxSeriesPerFamily` series per family, plus one overflow series
@@ -85,11 +215,12 @@ interface FamilyState {
  *   label set. A series that comes back later restarts from 0 with a new start
  *   time, which Prometheus `rate()` and OTLP consumers treat as a reset.
  *
- * collect() builds a snapshot synchronously, so concurrent scrapes are safe.
+ * collect() and snapshot() copy the values synchronously, so concurrent
+ * scrapes are safe and each sees one consistent state.
  */
 export class SeriesStore implements MetricProducer {
   private readonly families: FamilyState[];
-  private readonly byName = new Map<string, FamilyState>();
+  private readonly groups: GroupState[];
   private readonly schema: MetricSchema;
   private readonly resource: Resource;
   private readonly delta: boolean;
@@ -99,6 +230,12 @@ export class SeriesStore implements MetricProducer {
   private readonly scopeName: string;
   private readonly overflowCounter: Counter | undefined;
   private readonly telemetryAttributes: Attributes;
+  /** attributes object -> its label set per group (entries die with the objects). */
+  private byAttributes = new WeakMap<object, AttrCache>();
+  /** Source of {@link LabelSet.token}s. */
+  private nextToken = 1;
+  /** Scratch for {@link LabelGroup.read}: one number per binding. */
+  private readonly increments: Float64Array;
   private lastCollectMs: number;
   private closed = false;
 
@@ -112,8 +249,46 @@ export class SeriesStore implements MetricProducer {
     this.scopeName = opts.scopeName ?? 'kmesh-otel';
     this.lastCollectMs = this.now();
     this.telemetryAttributes = opts.telemetryAttributes ?? {};
-    this.families = opts.schema.families.map((def) => ({ def, series: new Map<string, Series>() }));
-    for (const f of this.families) this.byName.set(f.def.name, f);
+    const overflowNames = [OVERFLOW_ATTRIBUTE];
+    const overflowValues = ['true'];
+    const byName = new Map<string, FamilyState>();
+    this.groups = opts.schema.groups.map((group) => {
+      // Layout of a label set's state: each binding's numbers at a fixed offset.
+      const layout: { family: FamilyDef; base: number; nCounts: number }[] = [];
+      let size = 1; // B_OWNER
+      for (const b of group.bindings) {
+        const nCounts = b.family.type === 'histogram' ? (b.family.buckets?.length ?? 0) + 1 : 0;
+        layout.push({ family: b.family, base: size, nCounts });
+        size += nCounts === 0 ? COUNTER_FIELDS : F_COUNTS + nCounts;
+      }
+      const overflow = new LabelSet(overflowNames, labelPairs(overflowNames, overflowValues));
+      overflow.offset = 0;
+      overflow.token = -1;
+      const g: GroupState = {
+        group,
+        read: group.read,
+        bindings: group.bindings,
+        families: [],
+        blockSize: size,
+        slab: new Float64Array(size * 64),
+        freeBlocks: [],
+        used: size, // block 0: the overflow set
+        byKey: new Map<string, LabelSet>(),
+        overflow,
+      };
+      for (const l of layout) {
+        const f: FamilyState = { def: l.family, group: g, base: l.base, nCounts: l.nCounts, live: 0, stride: l.nCounts === 0 ? 1 : l.nCounts + 4 };
+        g.families.push(f);
+        byName.set(l.family.name, f);
+      }
+      return g;
+    });
+    this.families = opts.schema.families.map((def) => {
+      const f = byName.get(def.name);
+      if (f === undefined) throw new Error(`schema ${opts.schema.name}: family ${def.name} is in no label group`);
+      return f;
+    });
+    this.increments = new Float64Array(Math.max(0, ...this.groups.map((g) => g.bindings.length)));
     const t = opts.telemetry;
     if (t !== undefined) {
       this.overflowCounter = t.counter(
@@ -122,116 +297,252 @@ export class SeriesStore implements MetricProducer {
       );
       t.gauge('exporter_metric_series', 'Series currently held per metric family', () => {
         if (this.closed) return [];
-        return this.families.map((f) => [f.series.size, { ...this.telemetryAttributes, metric: f.def.name }]);
+        return this.families.map((f) => [familySize(f), { ...this.telemetryAttributes, metric: f.def.name }]);
       });
     }
   }
 
   /** Adds every point of a batch. Never throws on odd values (non-finite or negative increments are ignored). */
   consume(batch: MetricsBatch): void {
-    for (const p of batch.points) this.add(p);
+    // One clock read per batch: the points of a flush are simultaneous.
+    const nowMs = this.now();
+    const points = batch.points;
+    for (let i = 0; i < points.length; i++) this.addAt(points[i]!, nowMs);
   }
 
   /** Adds one point's contributions. */
   add(point: FlowPoint): void {
-    const nowMs = this.now();
-    for (const c of this.schema.render(point)) {
-      if (!(c.value > 0) || !Number.isFinite(c.value)) continue;
-      const fam = this.byName.get(c.family.name);
-      if (fam === undefined) continue;
-      let s = fam.series.get(c.key);
-      if (s === undefined) {
-        if (fam.series.size >= this.maxSeries + (fam.series.has(OVERFLOW_KEY) ? 1 : 0)) {
-          this.overflowCounter?.add(1, { ...this.telemetryAttributes, metric: fam.def.name });
-          s = fam.series.get(OVERFLOW_KEY);
-          if (s === undefined) {
-            s = newSeries({ [OVERFLOW_ATTRIBUTE]: 'true' }, fam.def, nowMs);
-            fam.series.set(OVERFLOW_KEY, s);
+    this.addAt(point, this.now());
+  }
+
+  private addAt(point: FlowPoint, nowMs: number): void {
+    const attrs = point.attributes;
+    const groups = this.groups;
+    const ng = groups.length;
+    let c = this.byAttributes.get(attrs);
+    if (c === undefined) {
+      c = new Array<number | LabelSet | undefined>(3 * ng);
+      for (let gi = 0; gi < ng; gi++) {
+        c[2 * gi] = -1;
+        c[2 * gi + 1] = 0;
+        c[2 * ng + gi] = undefined;
+      }
+      this.byAttributes.set(attrs, c);
+    }
+    const inc = this.increments;
+    for (let gi = 0; gi < ng; gi++) {
+      const g = groups[gi]!;
+      g.read(point, inc);
+      const n = g.bindings.length;
+      let st = g.slab;
+      let block = c[2 * gi] as number;
+      // The cached block is still this label set's if it carries the cached token.
+      if (block >= 0 && st[block + B_OWNER] !== c[2 * gi + 1]) block = -1;
+      for (let bi = 0; bi < n; bi++) {
+        const value = inc[bi]!;
+        // Also rejects NaN; +Infinity would poison the series forever.
+        if (!(value > 0) || value === Infinity) continue;
+        const fam = g.families[bi]!;
+        let o = block < 0 ? -1 : block + fam.base;
+        if (o < 0 || st[o + F_EXISTS] === 0) {
+          const ls = this.labelSetOf(g, c[2 * ng + gi] as LabelSet | undefined, attrs);
+          c[2 * ng + gi] = ls;
+          o = ls.offset >= 0 && st[ls.offset + fam.base + F_EXISTS] !== 0 ? ls.offset + fam.base : this.newSeries(fam, ls, nowMs);
+          st = g.slab; // may have grown
+          if (ls.offset >= 0) {
+            block = ls.offset;
+            c[2 * gi] = block;
+            c[2 * gi + 1] = ls.token;
           }
+        }
+        st[o + F_LAST] = nowMs;
+        st[o + F_COLLECTED] = 0;
+        if (fam.nCounts === 0) {
+          st[o + F_VALUE] += value;
         } else {
-          const attrs: Attributes = {};
-          const names = fam.def.labels;
-          for (let i = 0; i < names.length; i++) attrs[names[i]!] = c.labelValues[i];
-          s = newSeries(attrs, fam.def, nowMs);
-          fam.series.set(c.key, s);
+          const observations = g.bindings[bi]!.observations!(point);
+          const bounds = fam.def.buckets ?? [];
+          for (let i = 0; i < observations.length; i++) {
+            const x = observations[i]!;
+            if (!Number.isFinite(x)) continue;
+            st[o + F_COUNTS + bucketIndex(bounds, x)] += 1;
+            st[o + F_VALUE] += 1;
+            st[o + F_SUM] += x;
+            if (x < st[o + F_MIN]!) st[o + F_MIN] = x;
+            if (x > st[o + F_MAX]!) st[o + F_MAX] = x;
+          }
         }
       }
-      s.lastUpdateMs = nowMs;
-      s.collectedSinceUpdate = false;
-      if (s.counts === undefined) {
-        s.value += c.value;
-      } else if (c.observations !== undefined) {
-        const bounds = fam.def.buckets ?? [];
-        for (const o of c.observations) {
-          if (!Number.isFinite(o)) continue;
-          s.counts[bucketIndex(bounds, o)]! += 1;
-          s.value += 1;
-          s.sum += o;
-          if (o < s.min) s.min = o;
-          if (o > s.max) s.max = o;
-        }
-      }
+    }
+  }
+
+  /**
+   * The registered label set equal to `cached` (a set this attributes object
+   * resolved to before, since removed) or to `attrs`' values; else a new,
+   * unregistered one (registered when it gets its first series).
+   */
+  private labelSetOf(g: GroupState, cached: LabelSet | undefined, attrs: Record<string, string>): LabelSet {
+    if (cached !== undefined) return g.byKey.get(cached.key) ?? cached;
+    const names = g.group.labels;
+    const values = labelValues(attrs, names, this.schema.unknown);
+    const key = labelPairs(names, values);
+    return g.byKey.get(key) ?? new LabelSet(names, key);
+  }
+
+  /**
+   * Creates `fam`'s series in `ls` (registering `ls` and giving it a block on
+   * its first series) and returns the slab index of the series' numbers; or,
+   * when the family's budget is used up, makes sure the overflow set has the
+   * series and returns the index of that one (nothing is remembered in `ls`:
+   * once a slot frees up, the label set gets a series of its own).
+   */
+  private newSeries(fam: FamilyState, ls: LabelSet, nowMs: number): number {
+    const g = fam.group;
+    if (fam.live >= this.maxSeries) {
+      this.overflowCounter?.add(1, { ...this.telemetryAttributes, metric: fam.def.name });
+      const at = g.overflow.offset + fam.base;
+      if (g.slab[at + F_EXISTS] === 0) initSeries(g.slab, at, fam.nCounts, nowMs);
+      return at;
+    }
+    if (ls.offset < 0) {
+      ls.offset = allocBlock(g);
+      ls.token = this.nextToken;
+      // Tokens only need to differ between a block's successive owners; wrap within small integers.
+      this.nextToken = this.nextToken >= 0x3fffffff ? 1 : this.nextToken + 1;
+      g.slab[ls.offset + B_OWNER] = ls.token;
+      g.byKey.set(ls.key, ls);
+    }
+    fam.live++;
+    ls.live++;
+    const at = ls.offset + fam.base;
+    initSeries(g.slab, at, fam.nCounts, nowMs);
+    return at;
+  }
+
+  private removeSeries(fam: FamilyState, ls: LabelSet): void {
+    const g = fam.group;
+    g.slab[ls.offset + fam.base + F_EXISTS] = 0;
+    if (ls === g.overflow) return;
+    fam.live--;
+    if (--ls.live === 0) {
+      // Every series flag of the block is 0 now, so the block can be handed out as is.
+      g.slab[ls.offset + B_OWNER] = 0;
+      g.freeBlocks.push(ls.offset);
+      ls.offset = -1;
+      g.byKey.delete(ls.key);
     }
   }
 
   /** Number of series held in all families (overflow series included). */
   seriesCount(): number {
     let n = 0;
-    for (const f of this.families) n += f.series.size;
+    for (const f of this.families) n += familySize(f);
     return n;
   }
 
   /** Drops all state and stops reporting the series gauge. */
   close(): void {
     this.closed = true;
-    for (const f of this.families) f.series.clear();
+    for (const g of this.groups) {
+      for (const ls of g.byKey.values()) {
+        ls.offset = -1;
+        ls.live = 0;
+      }
+      g.byKey.clear();
+      g.freeBlocks.length = 0;
+      g.slab = new Float64Array(g.blockSize);
+      g.used = g.blockSize;
+    }
+    for (const f of this.families) f.live = 0;
+    this.byAttributes = new WeakMap();
+  }
+
+  /**
+   * Copies every family's current points into flat arrays, synchronously;
+   * this is the collect: series are marked collected, stale ones removed
+   * (see the class comment), and in delta mode values reset.
+   */
+  snapshot(): StoreSnapshot {
+    const nowMs = this.now();
+    const families: FamilySnapshot[] = [];
+    for (const fam of this.families) {
+      const n = familySize(fam);
+      if (n === 0) continue;
+      const { stride, base, nCounts } = fam;
+      const st = fam.group.slab;
+      const labels: LabelSet[] = [];
+      const startMs = new Float64Array(n);
+      const values = new Float64Array(n * stride);
+      let len = 0;
+      const take = (ls: LabelSet): void => {
+        const at = ls.offset + base;
+        if (st[at + F_EXISTS] === 0) return;
+        if (st[at + F_COLLECTED] !== 0) {
+          const stale = nowMs - st[at + F_LAST]! >= this.ttlMs;
+          // Delta: nothing new since the previous collect, so no point. Either way, forget it once stale.
+          if (stale) this.removeSeries(fam, ls);
+          if (this.delta || stale) return;
+        }
+        labels.push(ls);
+        startMs[len] = st[at + F_START]!;
+        if (nCounts === 0) {
+          values[len] = st[at + F_VALUE]!;
+        } else {
+          const o = len * stride;
+          values.set(st.subarray(at + F_COUNTS, at + F_COUNTS + nCounts), o);
+          values[o + nCounts] = st[at + F_SUM]!;
+          values[o + nCounts + 1] = st[at + F_VALUE]!;
+          values[o + nCounts + 2] = st[at + F_MIN]!;
+          values[o + nCounts + 3] = st[at + F_MAX]!;
+        }
+        len++;
+        st[at + F_COLLECTED] = 1;
+        if (this.delta) resetAccumulation(st, at, nCounts, nowMs);
+      };
+      // Removal during iteration is safe: a Map iterator skips deleted entries.
+      for (const ls of fam.group.byKey.values()) take(ls);
+      take(fam.group.overflow);
+      if (len === 0) continue;
+      families.push({
+        def: fam.def,
+        length: len,
+        labels,
+        startMs: len === n ? startMs : startMs.subarray(0, len),
+        values: len === n ? values : values.subarray(0, len * stride),
+        stride,
+      });
+    }
+    this.lastCollectMs = nowMs;
+    return { endMs: nowMs, families };
   }
 
   collect(): Promise<CollectionResult> {
     return Promise.resolve(this.collectSync());
   }
 
-  /** The synchronous body of {@link collect}. */
+  /** The synchronous body of {@link collect}: {@link snapshot} as SDK ResourceMetrics. */
   collectSync(): CollectionResult {
-    const nowMs = this.now();
-    const end = millisToHrTime(nowMs);
+    const snap = this.snapshot();
+    const end = millisToHrTime(snap.endMs);
     const temporality = this.delta ? AggregationTemporality.DELTA : AggregationTemporality.CUMULATIVE;
     const metrics: MetricData[] = [];
-    for (const fam of this.families) {
-      const def = fam.def;
-      const points: DataPoint<number>[] = [];
-      const hpoints: DataPoint<Histogram>[] = [];
-      for (const [key, s] of fam.series) {
-        const idle = nowMs - s.lastUpdateMs;
-        if (this.delta) {
-          if (s.collectedSinceUpdate) {
-            // Nothing new since the previous collect: no point (delta), and forget it once stale.
-            if (idle >= this.ttlMs) fam.series.delete(key);
-            continue;
-          }
-        } else if (s.collectedSinceUpdate && idle >= this.ttlMs) {
-          fam.series.delete(key);
-          continue;
-        }
-        const start = millisToHrTime(s.startMs);
-        if (s.counts === undefined) {
-          points.push({ startTime: start, endTime: end, attributes: s.attributes, value: s.value });
-        } else {
-          hpoints.push({ startTime: start, endTime: end, attributes: s.attributes, value: histogramValue(def, s) });
-        }
-        s.collectedSinceUpdate = true;
-        if (this.delta) resetSeries(s, nowMs);
-      }
+    for (const f of snap.families) {
+      const def = f.def;
       const descriptor = { name: def.name, description: def.help, unit: def.unit, valueType: ValueType.DOUBLE };
       if (def.type === 'counter') {
-        if (points.length > 0) {
-          metrics.push({ descriptor, aggregationTemporality: temporality, dataPointType: DataPointType.SUM, isMonotonic: true, dataPoints: points });
+        const points: DataPoint<number>[] = [];
+        for (let i = 0; i < f.length; i++) {
+          points.push({ startTime: millisToHrTime(f.startMs[i]!), endTime: end, attributes: f.labels[i]!.attributes(), value: f.values[i]! });
         }
-      } else if (hpoints.length > 0) {
-        metrics.push({ descriptor, aggregationTemporality: temporality, dataPointType: DataPointType.HISTOGRAM, dataPoints: hpoints });
+        metrics.push({ descriptor, aggregationTemporality: temporality, dataPointType: DataPointType.SUM, isMonotonic: true, dataPoints: points });
+      } else {
+        const points: DataPoint<Histogram>[] = [];
+        for (let i = 0; i < f.length; i++) {
+          points.push({ startTime: millisToHrTime(f.startMs[i]!), endTime: end, attributes: f.labels[i]!.attributes(), value: histogramValue(def, f, i) });
+        }
+        metrics.push({ descriptor, aggregationTemporality: temporality, dataPointType: DataPointType.HISTOGRAM, dataPoints: points });
       }
     }
-    this.lastCollectMs = nowMs;
     return {
       resourceMetrics: {
         resource: this.resource,
@@ -247,27 +558,42 @@ export class SeriesStore implements MetricProducer {
   }
 }
 
-function newSeries(attributes: Attributes, def: FamilyDef, nowMs: number): Series {
-  return {
-    attributes,
-    value: 0,
-    counts: def.type === 'histogram' ? new Array<number>((def.buckets?.length ?? 0) + 1).fill(0) : undefined,
-    sum: 0,
-    min: Infinity,
-    max: -Infinity,
-    startMs: nowMs,
-    lastUpdateMs: nowMs,
-    collectedSinceUpdate: false,
-  };
+function familySize(f: FamilyState): number {
+  return f.live + (f.group.slab[f.group.overflow.offset + f.base + F_EXISTS] !== 0 ? 1 : 0);
 }
 
-function resetSeries(s: Series, nowMs: number): void {
-  s.value = 0;
-  if (s.counts !== undefined) s.counts.fill(0);
-  s.sum = 0;
-  s.min = Infinity;
-  s.max = -Infinity;
-  s.startMs = nowMs;
+/** A free block of `g`'s slab (all zero or all series flags 0), growing the slab when needed. */
+function allocBlock(g: GroupState): number {
+  const free = g.freeBlocks.pop();
+  if (free !== undefined) return free;
+  if (g.used + g.blockSize > g.slab.length) {
+    const bigger = new Float64Array(g.slab.length * 2);
+    bigger.set(g.slab);
+    g.slab = bigger;
+  }
+  const at = g.used;
+  g.used += g.blockSize;
+  return at;
+}
+
+/** A new series whose numbers start at `st[at]`, starting now. */
+function initSeries(st: Float64Array, at: number, nCounts: number, nowMs: number): void {
+  st[at + F_LAST] = nowMs;
+  st[at + F_EXISTS] = 1;
+  st[at + F_COLLECTED] = 0;
+  resetAccumulation(st, at, nCounts, nowMs);
+}
+
+/** Zero values, starting a new accumulation now (a new series, or delta mode after a collect). */
+function resetAccumulation(st: Float64Array, at: number, nCounts: number, nowMs: number): void {
+  st[at + F_VALUE] = 0;
+  st[at + F_START] = nowMs;
+  if (nCounts > 0) {
+    st[at + F_SUM] = 0;
+    st[at + F_MIN] = Infinity;
+    st[at + F_MAX] = -Infinity;
+    st.fill(0, at + F_COUNTS, at + F_COUNTS + nCounts);
+  }
 }
 
 /** Index of the bucket whose inclusive upper bound is the first >= v (last bucket = +Inf). */
@@ -282,15 +608,19 @@ export function bucketIndex(bounds: readonly number[], v: number): number {
   return lo;
 }
 
-function histogramValue(def: FamilyDef, s: Series): Histogram {
+/** Point `i` of a histogram family snapshot as an SDK Histogram. */
+function histogramValue(def: FamilyDef, f: FamilySnapshot, i: number): Histogram {
+  const o = i * f.stride;
+  const nCounts = f.stride - 4;
+  const count = f.values[o + nCounts + 1]!;
   const h: Histogram = {
-    buckets: { boundaries: [...(def.buckets ?? [])], counts: [...(s.counts ?? [])] },
-    sum: s.sum,
-    count: s.value,
+    buckets: { boundaries: [...(def.buckets ?? [])], counts: Array.from(f.values.subarray(o, o + nCounts)) },
+    sum: f.values[o + nCounts]!,
+    count,
   };
-  if (s.value > 0) {
-    h.min = s.min;
-    h.max = s.max;
+  if (count > 0) {
+    h.min = f.values[o + nCounts + 2]!;
+    h.max = f.values[o + nCounts + 3]!;
   }
   return h;
 }

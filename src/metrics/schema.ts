@@ -41,17 +41,47 @@ export interface Contribution {
   readonly observations?: readonly number[];
 }
 
+/** A family of a {@link LabelGroup}; histograms also say where their observations are. */
+export interface FamilyBinding {
+  readonly family: FamilyDef;
+  /** Observations of a point (histograms only). */
+  readonly observations?: (p: FlowPoint) => readonly number[];
+}
+
+/**
+ * Families that share one label-name list (Kmesh: the workload families, the
+ * service families). A point's label values are rendered once per group, and
+ * a SeriesStore keeps one label set per distinct value list per group, shared
+ * by every family of the group.
+ */
+export interface LabelGroup {
+  /** Label names, sorted (the `labels` of every family in `bindings`). */
+  readonly labels: readonly string[];
+  readonly bindings: readonly FamilyBinding[];
+  /**
+   * Writes what `p` adds to each binding's family into `out[i]` (counters:
+   * the increment; histograms: the number of observations); <= 0 means
+   * nothing. One call per point and group rather than one closure per family:
+   * the store's hot path reads a few numbers from a typed array instead of
+   * making ~14 megamorphic calls per point.
+   */
+  readonly read: (p: FlowPoint, out: Float64Array) => void;
+}
+
 export interface MetricSchema {
   readonly name: SchemaName;
   /** The placeholder rendered for an unknown label value. */
   readonly unknown: string;
+  /** Every family, in exposition order. */
   readonly families: readonly FamilyDef[];
+  /** The families by label group; what a point contributes is fully described here. */
+  readonly groups: readonly LabelGroup[];
   /** Contributions of one point; zero increments are omitted (no empty series are created). */
   render(point: FlowPoint): Contribution[];
 }
 
 /** Separator of label values in a series key; cannot appear in Kubernetes names. */
-const KEY_SEP = '\u0001';
+export const LABEL_KEY_SEPARATOR = '\u0001';
 
 // ---------------------------------------------------------------------------
 // Label sets
@@ -190,13 +220,72 @@ export function labelValues(attrs: Record<string, string>, names: readonly strin
   return out;
 }
 
-function push(out: Contribution[], family: FamilyDef, values: string[], key: string, value: number): void {
-  if (value > 0) out.push({ family, labelValues: values, key, value });
+/**
+ * A schema's contributions for one point, straight from its groups: label
+ * values are rendered once per group, and only when one of the group's
+ * families has something to add.
+ */
+function renderGroups(groups: readonly LabelGroup[], unknown: string, p: FlowPoint): Contribution[] {
+  const out: Contribution[] = [];
+  for (const g of groups) {
+    const increments = new Float64Array(g.bindings.length);
+    g.read(p, increments);
+    let values: string[] | undefined;
+    let key = '';
+    g.bindings.forEach((b, i) => {
+      const value = increments[i]!;
+      if (!(value > 0)) return;
+      if (values === undefined) {
+        values = labelValues(p.attributes, g.labels, unknown);
+        key = values.join(LABEL_KEY_SEPARATOR);
+      }
+      const observations = b.observations?.(p);
+      out.push(observations === undefined ? { family: b.family, labelValues: values, key, value } : { family: b.family, labelValues: values, key, value, observations });
+    });
+  }
+  return out;
 }
 
-function pushHistogram(out: Contribution[], family: FamilyDef, values: string[], key: string, obs: readonly number[]): void {
-  if (obs.length > 0) out.push({ family, labelValues: values, key, value: obs.length, observations: obs });
-}
+const K = KMESH_FAMILIES;
+const KMESH_GROUPS: readonly LabelGroup[] = [
+  {
+    labels: KMESH_WORKLOAD_LABELS,
+    bindings: [
+      { family: K.workloadOpened },
+      { family: K.workloadClosed },
+      { family: K.workloadReceived },
+      { family: K.workloadSent },
+      { family: K.workloadFailed },
+      { family: K.retrans },
+      { family: K.packetLoss },
+      { family: K.duration, observations: (p) => p.durationsSec },
+      { family: K.rtt, observations: (p) => p.rttsSec },
+    ],
+    read(p, out) {
+      // Aligned with `bindings` above.
+      out[0] = p.opened;
+      out[1] = p.closed;
+      out[2] = p.receivedBytes;
+      out[3] = p.sentBytes;
+      out[4] = p.failed;
+      out[5] = p.retransmits;
+      out[6] = p.lostPackets;
+      out[7] = p.durationsSec.length;
+      out[8] = p.rttsSec.length;
+    },
+  },
+  {
+    labels: KMESH_SERVICE_LABELS,
+    bindings: [{ family: K.serviceOpened }, { family: K.serviceClosed }, { family: K.serviceReceived }, { family: K.serviceSent }, { family: K.serviceFailed }],
+    read(p, out) {
+      out[0] = p.opened;
+      out[1] = p.closed;
+      out[2] = p.receivedBytes;
+      out[3] = p.sentBytes;
+      out[4] = p.failed;
+    },
+  },
+];
 
 /**
  * The default schema: Kmesh's families and label names, unknown = `-`. Each
@@ -207,32 +296,25 @@ export const kmeshSchema: MetricSchema = {
   name: 'kmesh',
   unknown: '-',
   families: Object.values(KMESH_FAMILIES),
-  render(p: FlowPoint): Contribution[] {
-    const out: Contribution[] = [];
-    const f = KMESH_FAMILIES;
-    const w = labelValues(p.attributes, KMESH_WORKLOAD_LABELS, '-');
-    const wk = w.join(KEY_SEP);
-    push(out, f.workloadOpened, w, wk, p.opened);
-    push(out, f.workloadClosed, w, wk, p.closed);
-    push(out, f.workloadReceived, w, wk, p.receivedBytes);
-    push(out, f.workloadSent, w, wk, p.sentBytes);
-    push(out, f.workloadFailed, w, wk, p.failed);
-    push(out, f.retrans, w, wk, p.retransmits);
-    push(out, f.packetLoss, w, wk, p.lostPackets);
-    pushHistogram(out, f.duration, w, wk, p.durationsSec);
-    pushHistogram(out, f.rtt, w, wk, p.rttsSec);
-    if (p.opened > 0 || p.closed > 0 || p.receivedBytes > 0 || p.sentBytes > 0 || p.failed > 0) {
-      const s = labelValues(p.attributes, KMESH_SERVICE_LABELS, '-');
-      const sk = s.join(KEY_SEP);
-      push(out, f.serviceOpened, s, sk, p.opened);
-      push(out, f.serviceClosed, s, sk, p.closed);
-      push(out, f.serviceReceived, s, sk, p.receivedBytes);
-      push(out, f.serviceSent, s, sk, p.sentBytes);
-      push(out, f.serviceFailed, s, sk, p.failed);
-    }
-    return out;
-  },
+  groups: KMESH_GROUPS,
+  render: (p) => renderGroups(KMESH_GROUPS, '-', p),
 };
+
+const I = ISTIO_FAMILIES;
+const ISTIO_GROUPS: readonly LabelGroup[] = [
+  {
+    labels: ISTIO_LABELS,
+    bindings: [{ family: I.sent }, { family: I.received }, { family: I.opened }, { family: I.closed }],
+    read(p, out) {
+      // The client socket (`reporter="source"`) sees the connection from the other side: swap the byte directions.
+      const clientSide = reporterOf(p.attributes) === 'source';
+      out[0] = clientSide ? p.receivedBytes : p.sentBytes;
+      out[1] = clientSide ? p.sentBytes : p.receivedBytes;
+      out[2] = p.opened;
+      out[3] = p.closed;
+    },
+  },
+];
 
 /**
  * Istio's standard TCP metrics, unknown = `unknown`. Istio reports bytes from
@@ -247,20 +329,8 @@ export const istioSchema: MetricSchema = {
   name: 'istio',
   unknown: 'unknown',
   families: Object.values(ISTIO_FAMILIES),
-  render(p: FlowPoint): Contribution[] {
-    const out: Contribution[] = [];
-    const f = ISTIO_FAMILIES;
-    const v = labelValues(p.attributes, ISTIO_LABELS, 'unknown');
-    const k = v.join(KEY_SEP);
-    const clientSide = reporterOf(p.attributes) === 'source';
-    const serverToClient = clientSide ? p.receivedBytes : p.sentBytes;
-    const clientToServer = clientSide ? p.sentBytes : p.receivedBytes;
-    push(out, f.sent, v, k, serverToClient);
-    push(out, f.received, v, k, clientToServer);
-    push(out, f.opened, v, k, p.opened);
-    push(out, f.closed, v, k, p.closed);
-    return out;
-  },
+  groups: ISTIO_GROUPS,
+  render: (p) => renderGroups(ISTIO_GROUPS, 'unknown', p),
 };
 
 export function schemaByName(name: SchemaName): MetricSchema {

@@ -123,3 +123,60 @@ describe('SeriesStore', () => {
     assert.equal(bucketIndex([1, 2], 3), 2);
   });
 });
+
+describe('SeriesStore label sets', () => {
+  it('shares one series between equal label values carried by different attribute objects', async () => {
+    const store = new SeriesStore({ schema: kmeshSchema, resource });
+    store.add(flowPoint(SLEEP_TO_HTTPBIN, { sentBytes: 5 }));
+    store.add(flowPoint(SLEEP_TO_HTTPBIN, { sentBytes: 7 }));
+    const shared = { ...SLEEP_TO_HTTPBIN };
+    store.add({ ...flowPoint({}), attributes: shared, sentBytes: 1 });
+    store.add({ ...flowPoint({}), attributes: shared, sentBytes: 2 });
+    assert.deepEqual(sumValues(await store.collect(), 'kmesh_tcp_workload_sent_bytes_total'), [15]);
+    // Workload and service families of one point: 2 series.
+    assert.equal(store.seriesCount(), 2);
+  });
+
+  it('restarts a removed series from 0 when the same attributes object comes back', async () => {
+    const c = clock();
+    const store = new SeriesStore({ schema: kmeshSchema, resource, now: c.now, seriesTtlMs: 60_000 });
+    const attrs = { ...SLEEP_TO_HTTPBIN };
+    store.add({ ...flowPoint({}), attributes: attrs, sentBytes: 4 });
+    await store.collect();
+    c.advance(60_000);
+    assert.deepEqual(sumValues(await store.collect(), 'kmesh_tcp_workload_sent_bytes_total'), [], 'expired');
+    assert.equal(store.seriesCount(), 0);
+    // Another label set takes the freed block first; the old object must not see its numbers.
+    store.add(flowPoint({ ...SLEEP_TO_HTTPBIN, source_workload: 'other' }, { sentBytes: 100 }));
+    store.add({ ...flowPoint({}), attributes: attrs, sentBytes: 3 });
+    const m = metric(await store.collect(), 'kmesh_tcp_workload_sent_bytes_total')!;
+    const byWorkload = new Map(m.dataPoints.map((d) => [d.attributes['source_workload'], d]));
+    assert.equal(byWorkload.get('sleep')!.value, 3, 'restarted from 0');
+    assert.equal(hrTimeToMilliseconds(byWorkload.get('sleep')!.startTime), 1_060_000, 'new start time');
+    assert.equal(byWorkload.get('other')!.value, 100);
+  });
+
+  it('exports the exact attributes of a label set, special characters included', async () => {
+    const store = new SeriesStore({ schema: kmeshSchema, resource });
+    store.add(flowPoint({ ...SLEEP_TO_HTTPBIN, source_workload: 'we"ird\\name\nx' }, { opened: 1 }));
+    const m = metric(await store.collect(), 'kmesh_tcp_workload_connections_opened_total')!;
+    const a = m.dataPoints[0]!.attributes;
+    assert.equal(Object.keys(a).length, 23);
+    assert.equal(a['source_workload'], 'we"ird\\name\nx');
+    assert.equal(a['source_principal'], '-');
+    assert.equal(a['response_flags'], '-');
+  });
+
+  it('snapshots histogram points as per-bucket counts, sum, count, min, max', () => {
+    const store = new SeriesStore({ schema: kmeshSchema, resource });
+    store.add(flowPoint(SLEEP_TO_HTTPBIN, { durationsSec: [0.004, 0.2, 7200, Number.NaN] }));
+    const snap = store.snapshot();
+    const f = snap.families.find((x) => x.def.name === 'kmesh_tcp_connection_duration_seconds')!;
+    assert.equal(f.length, 1);
+    assert.equal(f.stride, 17 + 4);
+    const counts = Array.from(f.values.subarray(0, 17));
+    assert.deepEqual(counts, [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    assert.deepEqual(Array.from(f.values.subarray(17)), [7200.204, 3, 0.004, 7200]);
+    assert.equal(f.labels[0]!.key.startsWith('connection_security_policy="mutual_tls",'), true);
+  });
+});
