@@ -44,11 +44,21 @@ export interface Component {
  * A consumer that cannot take a batch throws; the caller's helper counts the
  * batch as refused. Exporters that do I/O queue internally (bounded).
  */
+/**
+ * Ownership of batches (the collector's `MutatesData` capability): a
+ * consumer must not modify a batch it is given, nor anything it references
+ * (attribute objects may be shared, e.g. k8s_attributes' cached label
+ * blocks, frozen), unless it declares `mutatesData: true`. Then the service
+ * hands it its own copy wherever the batch also goes elsewhere, and the
+ * component before it gives it objects it may change.
+ */
 export interface MetricsConsumer {
+  readonly mutatesData?: boolean;
   consumeMetrics(batch: MetricsBatch): void;
 }
 
 export interface LogsConsumer {
+  readonly mutatesData?: boolean;
   consumeLogs(batch: LogsBatch): void;
 }
 

@@ -33,6 +33,11 @@ function counters(settings: CreateSettings, unit: 'points' | 'log_records'): Pro
   };
 }
 
+export interface ProcessorOptions {
+  /** The body changes the batch it is given in place (see MetricsConsumer.mutatesData). Default false. */
+  mutatesData?: boolean;
+}
+
 /**
  * Builds a metrics processor from a pure body: counts what goes in, hands the
  * result to `next`, and turns a throw (a bug, never expected) into a counted
@@ -44,10 +49,12 @@ export function newMetricsProcessor(
   next: MetricsConsumer,
   body: ProcessMetricsFunc,
   lifecycle?: Component,
+  options: ProcessorOptions = {},
 ): MetricsProcessor {
   const c = counters(settings, 'points');
   const attrs = { processor: settings.id.toString() };
   return {
+    mutatesData: options.mutatesData === true,
     start: (host: Host) => lifecycle?.start(host) ?? Promise.resolve(),
     shutdown: () => lifecycle?.shutdown() ?? Promise.resolve(),
     consumeMetrics(batch: MetricsBatch): void {
@@ -76,10 +83,12 @@ export function newLogsProcessor(
   next: LogsConsumer,
   body: ProcessLogsFunc,
   lifecycle?: Component,
+  options: ProcessorOptions = {},
 ): LogsProcessor {
   const c = counters(settings, 'log_records');
   const attrs = { processor: settings.id.toString() };
   return {
+    mutatesData: options.mutatesData === true,
     start: (host: Host) => lifecycle?.start(host) ?? Promise.resolve(),
     shutdown: () => lifecycle?.shutdown() ?? Promise.resolve(),
     consumeLogs(batch: LogsBatch): void {

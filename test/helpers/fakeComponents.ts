@@ -77,12 +77,12 @@ export const tagProcessorFactory: ProcessorFactory<z.infer<typeof tagSchema>> = 
     newMetricsProcessor(settings, next, (batch) => {
       for (const p of batch.points) p.attributes[config.key] = config.value;
       return batch;
-    }),
+    }, undefined, { mutatesData: true }),
   createLogs: (settings, config, next) =>
     newLogsProcessor(settings, next, (batch) => {
       for (const e of batch.entries) e.attributes[config.key] = config.value;
       return batch;
-    }),
+    }, undefined, { mutatesData: true }),
 };
 
 const collectSchema = z.strictObject({ endpoint: z.string().default('nowhere:1') });

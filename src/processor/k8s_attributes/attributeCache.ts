@@ -149,7 +149,10 @@ export class IstioAttributeCache {
       }
     }
     this.misses++;
-    const block = labelBlock(direction, srcAddr, dstAddr, dstPort, origAddr, origPort, failure, this.index, this.opts);
+    // Frozen: blocks are handed downstream as points' attributes (shared, see
+    // processMetrics), so a consumer that wrongly writes to one fails loudly
+    // instead of relabelling every series that shares it.
+    const block = Object.freeze(labelBlock(direction, srcAddr, dstAddr, dstPort, origAddr, origPort, failure, this.index, this.opts));
     const entry: LabelEntry = { direction, dstPort, origAddr, origPort, failure, block, set: this.intern(block) };
     if (this.count >= this.capacity) {
       this.evictions++;

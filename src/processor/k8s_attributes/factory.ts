@@ -22,7 +22,8 @@ export function newK8sAttributesProcessorFactory(deps: K8sMetadataDeps = {}): Pr
     createDefaultConfig,
     createMetrics(settings, config, next) {
       const md = metadataFor(settings, config);
-      return newMetricsProcessor(settings, next, (batch) => processMetrics(batch, md.index, md.options), md.handle());
+      const shareBlocks = next.mutatesData !== true;
+      return newMetricsProcessor(settings, next, (batch) => processMetrics(batch, md.index, md.options, undefined, shareBlocks), md.handle());
     },
     createLogs(settings, config, next) {
       const md = metadataFor(settings, config);

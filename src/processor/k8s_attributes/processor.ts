@@ -15,15 +15,22 @@ import type { MetadataIndex } from './MetadataIndex.js';
  * (by default the one shared by this index and options).
  *
  * Same result as mapping every point and then `reaggregate()`: the first
- * point of each label set is copied (values, arrays, attributes) and later
- * ones are added into it, in input order. Merging happens before copying,
- * and a cached block's re-aggregation key is computed once, not per point.
+ * point of each label set is copied (values, arrays) and later ones are
+ * added into it, in input order. Merging happens before copying, and a
+ * cached block's re-aggregation key is computed once, not per point.
+ *
+ * Attributes: a point whose label set is a cached block gets the frozen
+ * block itself, so the same object reaches the exporters batch after batch
+ * and their series lookups hit by identity (no copy, no key rebuilt). When
+ * the next consumer declares `mutatesData`, `shareBlocks` is false and each
+ * point gets its own copy instead.
  */
 export function processMetrics(
   batch: MetricsBatch,
   index: MetadataIndex,
   opts: LabelOptions,
   cache: IstioAttributeCache = attributeCacheFor(index, opts),
+  shareBlocks = true,
 ): MetricsBatch {
   const out: FlowPoint[] = [];
   // Label sets the cache knows are grouped by identity; anything else (points with extra attributes) by attributesKey.
@@ -62,8 +69,7 @@ export function processMetrics(
       // Copies: later points of the same label set are appended to them.
       durationsSec: p.durationsSec.slice(),
       rttsSec: p.rttsSec.slice(),
-      // A new object per series: downstream owns it (cached blocks stay private).
-      attributes: attributes ?? { ...e!.block },
+      attributes: attributes ?? (shareBlocks ? (e!.block as Record<string, string>) : { ...e!.block }),
     };
     if (set !== undefined) bySet.set(set, q);
     else byKey!.set(key!, q);

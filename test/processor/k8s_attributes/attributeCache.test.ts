@@ -223,7 +223,8 @@ describe('processMetrics with the cache', () => {
     for (let round = 0; round < 3; round++) {
       const batch = { points: inputs.map((a, i) => flow(a, i + 1)) };
       const before = structuredClone(batch);
-      const out = processMetrics(batch, ix, opts);
+      // Copies (as for a next consumer that mutates data): writing to them must not reach the cache.
+      const out = processMetrics(batch, ix, opts, undefined, false);
       assert.deepEqual(out.points, reference(batch.points));
       assert.equal(out.points.length, 4);
       assert.deepEqual(batch, before, 'input untouched');
@@ -232,5 +233,19 @@ describe('processMetrics with the cache', () => {
       if (round === 1) addPod(ix, { ...server, labels: { ...server.labels, version: 'v3' } });
     }
     assert.equal(processMetrics({ points: [flow(point(), 1)] }, ix, opts).points[0]!.attributes.destination_version, 'v3');
+  });
+
+  it('shares the frozen cached block across batches unless the next consumer mutates data', () => {
+    const ix = cluster();
+    const first = processMetrics({ points: [flow(point(), 1)] }, ix, opts).points[0]!.attributes;
+    const second = processMetrics({ points: [flow(point(), 2)] }, ix, opts).points[0]!.attributes;
+    assert.equal(first, second, 'same object: exporters find their series by identity');
+    assert.ok(Object.isFrozen(first));
+    assert.throws(() => {
+      first.reporter = 'x';
+    }, TypeError);
+    const copy = processMetrics({ points: [flow(point(), 3)] }, ix, opts, undefined, false).points[0]!.attributes;
+    assert.notEqual(copy, first);
+    assert.deepEqual(copy, first);
   });
 });
