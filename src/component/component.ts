@@ -48,7 +48,7 @@ export interface Component {
  * Ownership of batches (the collector's `MutatesData` capability): a
  * consumer must not modify a batch it is given, nor anything it references
  * (attribute objects may be shared, e.g. k8s_attributes' cached label
- * blocks, frozen), unless it declares `mutatesData: true`. Then the service
+ * blocks), unless it declares `mutatesData: true`. Then the service
  * hands it its own copy wherever the batch also goes elsewhere, and the
  * component before it gives it objects it may change.
  */

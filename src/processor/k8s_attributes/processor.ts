@@ -19,7 +19,7 @@ import type { MetadataIndex } from './MetadataIndex.js';
  * added into it, in input order. Merging happens before copying, and a
  * cached block's re-aggregation key is computed once, not per point.
  *
- * Attributes: a point whose label set is a cached block gets the frozen
+ * Attributes: a point whose label set is a cached block gets the cached
  * block itself, so the same object reaches the exporters batch after batch
  * and their series lookups hit by identity (no copy, no key rebuilt). When
  * the next consumer declares `mutatesData`, `shareBlocks` is false and each

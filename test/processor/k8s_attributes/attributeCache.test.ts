@@ -235,15 +235,11 @@ describe('processMetrics with the cache', () => {
     assert.equal(processMetrics({ points: [flow(point(), 1)] }, ix, opts).points[0]!.attributes.destination_version, 'v3');
   });
 
-  it('shares the frozen cached block across batches unless the next consumer mutates data', () => {
+  it('shares the cached block across batches unless the next consumer mutates data', () => {
     const ix = cluster();
     const first = processMetrics({ points: [flow(point(), 1)] }, ix, opts).points[0]!.attributes;
     const second = processMetrics({ points: [flow(point(), 2)] }, ix, opts).points[0]!.attributes;
     assert.equal(first, second, 'same object: exporters find their series by identity');
-    assert.ok(Object.isFrozen(first));
-    assert.throws(() => {
-      first.reporter = 'x';
-    }, TypeError);
     const copy = processMetrics({ points: [flow(point(), 3)] }, ix, opts, undefined, false).points[0]!.attributes;
     assert.notEqual(copy, first);
     assert.deepEqual(copy, first);
