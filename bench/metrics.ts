@@ -21,7 +21,6 @@ import { AggregationTemporality, MeterProvider, MetricReader, DataPointType } fr
 import { fork, type ChildProcess } from 'node:child_process';
 import { request } from 'node:http';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -38,6 +37,7 @@ import { emptyFlowValues, RawAttr, type FlowPoint } from '../src/model/metrics.j
 import type { ConnectionDelta } from '../src/receiver/ebpf/ConnectionTable.js';
 import { FlowAggregator } from '../src/receiver/ebpf/FlowAggregator.js';
 import { SelfTelemetry } from '../src/telemetry/SelfTelemetry.js';
+import { freePort } from '../test/helpers/freePort.js';
 import { figure, median, type BenchContext, type Figure } from './lib/types.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -441,18 +441,6 @@ function* fillBatches(mode: ScrapeMode, batchSize: number): Generator<FlowPoint[
     }
   }
   if (batch.length > 0) yield batch;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function settings(id: string): CreateSettings {

@@ -16,25 +16,14 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { Agent as HttpAgent, request } from 'node:http';
-import { createServer } from 'node:net';
 import { join, relative } from 'node:path';
 import { attachedProgramIds } from './bpftool.js';
 import { cgroupRoot } from './probe.js';
 import type { BenchContext } from './types.js';
+import { freePort } from '../../test/helpers/freePort.js';
 
-
-/** A free TCP port on 127.0.0.1 (bound and released; the agent binds it right after). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a !== null ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
+// The agent binds the free ports right after they are picked.
+export { freePort };
 
 function newestMtime(dir: string, ext: string): { newest: number; files: string[] } {
   let newest = 0;
