@@ -20,9 +20,7 @@
  * Run alone: node --import tsx bench/logs.ts   (prints the figures as JSON)
  */
 import { ProtobufLogsSerializer } from '@opentelemetry/otlp-transformer';
-import { resourceFromAttributes } from '@opentelemetry/resources';
 import { LoggerProvider, type LogRecordProcessor, type ReadableLogRecord } from '@opentelemetry/sdk-logs';
-import { DataPointType } from '@opentelemetry/sdk-metrics';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -31,15 +29,14 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { gzipSync } from 'node:zlib';
-import { pino } from 'pino';
-import { parseComponentId, type CreateSettings, type Host } from '../src/component/component.js';
+import { type Host } from '../src/component/component.js';
 import { otlpExporterFactory } from '../src/exporters/otlp/factory.js';
 import type { OtlpLogsExporter } from '../src/exporters/otlp/OtlpLogsExporter.js';
 import { toLogRecord } from '../src/exporters/otlp/logRecord.js';
 import type { AccessLogEntry } from '../src/model/logs.js';
-import { SelfTelemetry } from '../src/telemetry/SelfTelemetry.js';
 import { figure, median, type BenchContext, type Figure } from './lib/types.js';
 import { CountingLogsReceiver } from './lib/countingLogsReceiver.js';
+import { BENCH_RESOURCE, selfCounter, testSettings as settings } from '../test/helpers/settings.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const REPO = join(dirname(SELF), '..');
@@ -127,24 +124,6 @@ function makeEntries(): AccessLogEntry[] {
   return out;
 }
 
-function settings(id: string): CreateSettings {
-  const resource = resourceFromAttributes({ 'service.name': 'kmesh-otel', 'service.version': 'bench', 'k8s.node.name': 'bench-node' });
-  return { id: parseComponentId(id)!, logger: pino({ level: 'silent' }), telemetry: new SelfTelemetry(resource), resource };
-}
-
-/** Sum of a self-metric counter (all attribute sets). */
-async function selfCounter(s: CreateSettings, name: string): Promise<number> {
-  const { resourceMetrics } = await s.telemetry.producer.collect();
-  let total = 0;
-  for (const sm of resourceMetrics.scopeMetrics) {
-    for (const m of sm.metrics) {
-      if (m.descriptor.name !== name || m.dataPointType !== DataPointType.SUM) continue;
-      for (const p of m.dataPoints) total += p.value;
-    }
-  }
-  return total;
-}
-
 // ---------------------------------------------------------------------------
 // Children. Messages are `{ type, ... }` over the IPC channel.
 
@@ -199,7 +178,7 @@ async function agentChild(
 ): Promise<void> {
   const gc = gcFn();
   const entries = makeEntries();
-  const s = settings('otlp');
+  const s = settings('otlp', BENCH_RESOURCE);
   const cfg = otlpExporterFactory.configSchema.parse({
     endpoint,
     tls: { insecure: true },
@@ -334,7 +313,7 @@ async function stagesChild(rounds: number): Promise<void> {
     forceFlush: () => Promise.resolve(),
     shutdown: () => Promise.resolve(),
   };
-  const provider = new LoggerProvider({ resource: settings('otlp').resource, processors: [collect] });
+  const provider = new LoggerProvider({ resource: settings('otlp', BENCH_RESOURCE).resource, processors: [collect] });
   const logger = provider.getLogger('kmesh-otel');
   const n = STAGE_BATCH * STAGE_BATCHES;
   const secs = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e9;

@@ -26,8 +26,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { pino } from 'pino';
-import { parseComponentId, type CreateSettings, type Host } from '../src/component/component.js';
+import { type Host } from '../src/component/component.js';
 import { prometheusExporterFactory } from '../src/exporters/prometheus/factory.js';
 import type { PrometheusMetricsExporter } from '../src/exporters/prometheus/PrometheusMetricsExporter.js';
 import { kmeshSchema, KMESH_WORKLOAD_LABELS } from '../src/metrics/schema.js';
@@ -36,9 +35,9 @@ import type { ConnectionEvent } from '../src/model/connection.js';
 import { emptyFlowValues, RawAttr, type FlowPoint } from '../src/model/metrics.js';
 import type { ConnectionDelta } from '../src/receiver/ebpf/ConnectionTable.js';
 import { FlowAggregator } from '../src/receiver/ebpf/FlowAggregator.js';
-import { SelfTelemetry } from '../src/telemetry/SelfTelemetry.js';
 import { freePort } from '../test/helpers/freePort.js';
 import { figure, median, type BenchContext, type Figure } from './lib/types.js';
+import { BENCH_RESOURCE, testSettings as settings } from '../test/helpers/settings.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const REPO = join(dirname(SELF), '..');
@@ -443,18 +442,13 @@ function* fillBatches(mode: ScrapeMode, batchSize: number): Generator<FlowPoint[
   if (batch.length > 0) yield batch;
 }
 
-function settings(id: string): CreateSettings {
-  const resource = resourceFromAttributes({ 'service.name': 'kmesh-otel', 'service.version': 'bench', 'k8s.node.name': 'bench-node' });
-  return { id: parseComponentId(id)!, logger: pino({ level: 'silent' }), telemetry: new SelfTelemetry(resource), resource };
-}
-
 /** Child: the agent side — a prometheus exporter holding the series; answers RSS reports. */
 async function scrapeChild(mode: ScrapeMode): Promise<void> {
   const gc = gcFn();
   const send = (m: ChildReady | ChildReport): void => void process.send!(m);
   const port = await freePort();
   const cfg = prometheusExporterFactory.configSchema.parse({ endpoint: `127.0.0.1:${port}` });
-  const exp = prometheusExporterFactory.createMetrics!(settings('prometheus'), cfg) as PrometheusMetricsExporter;
+  const exp = prometheusExporterFactory.createMetrics!(settings('prometheus', BENCH_RESOURCE), cfg) as PrometheusMetricsExporter;
   const host: Host = { reportFatalError: () => undefined };
   await exp.start(host);
   gc();

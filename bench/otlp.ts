@@ -15,20 +15,18 @@
  *
  * Run: npm run bench -- otlp   (no root needed)
  */
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import { DataPointType } from '@opentelemetry/sdk-metrics';
+
+
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { pino } from 'pino';
-import { parseComponentId, type CreateSettings } from '../src/component/component.js';
 import { otlpExporterFactory } from '../src/exporters/otlp/factory.js';
 import type { OtlpMetricsExporter } from '../src/exporters/otlp/OtlpMetricsExporter.js';
 import { emptyFlowValues, RawAttr, type FlowPoint } from '../src/model/metrics.js';
-import { SelfTelemetry } from '../src/telemetry/SelfTelemetry.js';
 import { OtlpReceiver } from '../test/helpers/otlpReceiver.js';
 import { figure, median, sleep, type BenchContext, type Figure } from './lib/types.js';
+import { BENCH_RESOURCE, selfCounter, testSettings as settings } from '../test/helpers/settings.js';
 
 export const title = 'OTLP: metric points/s exported over gRPC';
 export const budgetSeconds = 90;
@@ -91,17 +89,6 @@ function points(n: number): FlowPoint[] {
   return out;
 }
 
-async function selfCounter(s: CreateSettings, name: string): Promise<number> {
-  const { resourceMetrics } = await s.telemetry.producer.collect();
-  let total = 0;
-  for (const sm of resourceMetrics.scopeMetrics) {
-    for (const m of sm.metrics) {
-      if (m.descriptor.name === name && m.dataPointType === DataPointType.SUM) for (const p of m.dataPoints) total += p.value;
-    }
-  }
-  return total;
-}
-
 // ---------------------------------------------------------------------------
 // Children
 
@@ -134,8 +121,7 @@ async function receiverChild(): Promise<void> {
 
 /** The otlp metrics exporter with `series` series, exporting back to back until told to stop (or `once`: one export). */
 async function exporterChild(endpoint: string, compression: 'gzip' | 'none', series: number, once: boolean): Promise<void> {
-  const resource = resourceFromAttributes({ 'service.name': 'kmesh-otel', 'service.version': 'bench', 'k8s.node.name': 'bench-node' });
-  const s: CreateSettings = { id: parseComponentId('otlp')!, logger: pino({ level: 'silent' }), telemetry: new SelfTelemetry(resource), resource };
+  const s = settings('otlp', BENCH_RESOURCE);
   // A long export_interval: the periodic timer must not add exports of its own; timeout well above one export.
   const cfg = otlpExporterFactory.configSchema.parse({ endpoint, tls: { insecure: true }, compression, export_interval: '10m', timeout: '30s' });
   const exp = otlpExporterFactory.createMetrics!(s, cfg) as OtlpMetricsExporter;

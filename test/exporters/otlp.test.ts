@@ -2,8 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import type { LogRecordExporter, ReadableLogRecord, SdkLogRecord } from '@opentelemetry/sdk-logs';
-import { DataPointType } from '@opentelemetry/sdk-metrics';
-import type { CreateSettings, Host } from '../../src/component/component.js';
+import type { Host } from '../../src/component/component.js';
 import { ConcurrentBatchLogRecordProcessor } from '../../src/exporters/otlp/ConcurrentBatchLogRecordProcessor.js';
 import { otlpExporterFactory } from '../../src/exporters/otlp/factory.js';
 import type { OtlpLogsExporter } from '../../src/exporters/otlp/OtlpLogsExporter.js';
@@ -11,7 +10,7 @@ import type { OtlpMetricsExporter } from '../../src/exporters/otlp/OtlpMetricsEx
 import type { AccessLogEntry } from '../../src/model/logs.js';
 import { flowPoint, SLEEP_TO_HTTPBIN } from '../helpers/flowPoints.js';
 import { OtlpReceiver, waitFor } from '../helpers/otlpReceiver.js';
-import { testSettings } from '../helpers/settings.js';
+import { selfCounter, testSettings } from '../helpers/settings.js';
 
 const host: Host = { reportFatalError: () => undefined };
 
@@ -26,19 +25,6 @@ function logEntry(i: number, kind: 'close' | 'fail' = 'close'): AccessLogEntry {
     attributes: { 'src.workload': 'prometheus-5fb7f6f8d8-h9cts', 'k8s.pod.name': 'productpage-v1-8499c849b9-bz9t9' },
     observedUnixNano: 1726301966600000000n,
   };
-}
-
-/** Sum of one self-metric counter, read from the component's own telemetry (no metrics exporter needed). */
-async function selfCounter(settings: CreateSettings, name: string): Promise<number> {
-  const { resourceMetrics } = await settings.telemetry.producer.collect();
-  let total = 0;
-  for (const sm of resourceMetrics.scopeMetrics) {
-    for (const m of sm.metrics) {
-      if (m.descriptor.name !== name || m.dataPointType !== DataPointType.SUM) continue;
-      for (const p of m.dataPoints) total += p.value;
-    }
-  }
-  return total;
 }
 
 /** A LogRecordExporter whose exports stay open until the test settles them. */
