@@ -615,8 +615,9 @@ export async function run(ctx: Ctx): Promise<Figure[]> {
   ctx.log('metrics: scrape at 50,000 counter series');
   const counters = await scrapeAtScale('counters', ctx);
   figs.push(counters.latency, counters.rss);
-  // The histogram variant (220,000 sample lines, ~175 MB exposition) takes over a minute on a 2-core machine
-  // with the current serializer: opt-in (BENCH_METRICS_HISTOGRAMS=1 or --histograms), and only with time left.
+  // The histogram variant (220,000 sample lines, ~175 MB exposition; scrapes of ~0.25 s, but filling and
+  // sampling it adds tens of seconds to the module): opt-in (BENCH_METRICS_HISTOGRAMS=1 or --histograms),
+  // and only with time left.
   const wantHist = process.env.BENCH_METRICS_HISTOGRAMS === '1' || process.argv.includes('--histograms');
   if (wantHist && !ctx.quick && Date.now() + 60_000 < ctx.deadline) {
     ctx.log('metrics: scrape at 50,000 series with histograms');
