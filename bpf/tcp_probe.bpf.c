@@ -11,7 +11,10 @@
  *                      user space reads the iterator and emits RECORD_REPORT
  *                      records with running totals into the same `events`
  *                      ringbuf (falling back to the read() buffer only when
- *                      the ringbuf is full), see kmesh_conn_iter for why.
+ *                      the ringbuf is full), see kmesh_conn_iter for why;
+ *   - kmesh_file_iter (SEC "iter/task_file"): the same reports, for kernels
+ *                      that refuse map-element iterators; user space loads
+ *                      one of the two (see kmesh_file_iter).
  *
  * There is deliberately no per-packet hook: tracing programs (fentry/kprobe)
  * do not load on the target kernels, and per-packet sockops callbacks would
@@ -69,6 +72,8 @@ struct conn_state {
 	 * fetch on 32-bit operands need -mcpu=v3.
 	 */
 	__u64 closing;
+	/* kmesh_file_iter: the walk that last reported this socket. */
+	__u64 report_gen;
 	__u8 src_addr[16];
 	__u8 dst_addr[16];
 	__u16 src_port;
@@ -110,6 +115,14 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } iter_fallback_records SEC(".maps");
+
+/* The current kmesh_file_iter walk (written by user space before each). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} walk_gen SEC(".maps");
 
 /* Keep the record type in the object's BTF even if the compiler would drop
  * it: user space checks its decoder offsets against this BTF. */
@@ -459,19 +472,18 @@ static __always_inline void fill_report(const struct conn_state *st, struct sock
  * after the close would count the whole connection a second time
  * (ConnectionTable treats an unknown cookie as new).
  */
-SEC("iter/bpf_sk_storage_map")
-int kmesh_conn_iter(struct bpf_iter__bpf_sk_storage_map *ctx)
+/*
+ * One RECORD_REPORT of a tracked, established socket (both iterators).
+ * Returns non-zero only when the report went to the read() buffer and did not
+ * fit: bpf_seq_read() then rolls the buffer back and shows this socket again
+ * in the next read().
+ */
+static __always_inline long report(struct conn_state *st, struct sock *sk, struct tcp_sock *tp,
+				   struct seq_file *seq)
 {
-	struct conn_state *st = ctx->value;
-	struct sock *sk = ctx->sk;
 	struct conn_record *rec;
-	struct tcp_sock *tp;
+	long err;
 
-	if (!sk || !st || !st->established)
-		return 0;
-	tp = bpf_skc_to_tcp_sock(sk);
-	if (!tp)
-		return 0;
 	rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
 	if (__sync_fetch_and_add(&st->closing, 0)) {
 		if (rec)
@@ -488,12 +500,84 @@ int kmesh_conn_iter(struct bpf_iter__bpf_sk_storage_map *ctx)
 		 * record in a VM.
 		 */
 		bpf_ringbuf_submit(rec, BPF_RB_NO_WAKEUP);
-	} else {
+		return 0;
+	}
+	{
 		struct conn_record fallback;
 
 		fill_report(st, sk, tp, &fallback);
-		bpf_seq_write(ctx->meta->seq, &fallback, sizeof(fallback));
-		count(&iter_fallback_records);
+		err = bpf_seq_write(seq, &fallback, sizeof(fallback));
+		if (err == 0)
+			count(&iter_fallback_records);
+		return err;
 	}
+}
+
+SEC("iter/bpf_sk_storage_map")
+int kmesh_conn_iter(struct bpf_iter__bpf_sk_storage_map *ctx)
+{
+	struct conn_state *st = ctx->value;
+	struct sock *sk = ctx->sk;
+	struct tcp_sock *tp;
+
+	if (!sk || !st || !st->established)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return 0;
+	report(st, sk, tp, ctx->meta->seq);
+	return 0;
+}
+
+/*
+ * The same periodic report, for kernels that refuse map-element iterators:
+ * some hardened builds answer EPERM to loading any iter/bpf_map_elem,
+ * iter/sockmap or iter/bpf_sk_storage_map program, while task and socket
+ * iterators load. This one walks every open file of every process (one
+ * files table per process: threads sharing it are skipped by the kernel,
+ * task_file_seq_get_next) and reports the tracked TCP sockets among them.
+ *
+ * Why not iter/tcp: one instance sees only the network namespace that was
+ * current when user space created it (seq_sk_match() in net/ipv4/
+ * tcp_ipv4.c), so covering the pods would mean setns() into each, which needs
+ * CAP_SYS_ADMIN. The task walk covers every namespace with the capabilities
+ * the map iterator needs, given the host's PID namespace (the DaemonSet runs
+ * with hostPID). What it cannot see: sockets no process holds open any more
+ * (closed by the application, still in FIN_WAIT/LAST_ACK: their close record
+ * follows shortly) and sockets created inside the kernel.
+ *
+ * A socket open in several processes (inherited across fork, passed over a
+ * unix socket) is met once per process: walk_gen, bumped by user space
+ * before each walk, and conn_state.report_gen let only the first meeting
+ * report. Nothing else writes report_gen, and walks never overlap (one
+ * read() at a time), so a plain store is enough.
+ */
+SEC("iter/task_file")
+int kmesh_file_iter(struct bpf_iter__task_file *ctx)
+{
+	struct file *file = ctx->file;
+	struct conn_state *st;
+	struct socket *sock;
+	struct tcp_sock *tp;
+	__u32 zero = 0;
+	__u64 *gen;
+
+	if (!file)
+		return 0;
+	sock = bpf_sock_from_file(file);
+	if (!sock || !sock->sk)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(sock->sk);
+	if (!tp)
+		return 0;
+	st = bpf_sk_storage_get(&conn_state, tp, 0, 0);
+	if (!st || !st->established)
+		return 0;
+	gen = bpf_map_lookup_elem(&walk_gen, &zero);
+	if (!gen || st->report_gen == *gen)
+		return 0;
+	/* Not marked when the report did not fit: this socket is shown again. */
+	if (report(st, (struct sock *)tp, tp, ctx->meta->seq) == 0)
+		st->report_gen = *gen;
 	return 0;
 }

@@ -27,6 +27,20 @@ export interface BpfProbeTunables {
    * BPF program on the node and costs two clock reads per program run.
    */
   runTimeStats?: boolean;
+  /**
+   * Which iterator program serves iterate(): `sk_storage_map` walks the
+   * tracked sockets (conn_state); `task_file` walks every process's open
+   * files and reports the tracked TCP sockets among them (for kernels that
+   * refuse map-element iterators: EPERM at load on some hardened builds).
+   * Default `auto`: the first, else the second.
+   */
+  iterator?: 'auto' | 'sk_storage_map' | 'task_file';
+}
+
+export interface BpfIteratorInfo {
+  kind: 'sk_storage_map' | 'task_file';
+  /** Why the sk_storage map iterator did not load, when `auto` fell back. */
+  mapIteratorError?: string;
 }
 
 export interface BpfProgramStats {
@@ -75,6 +89,8 @@ export declare class BpfProbe {
    * consumed earlier and has not delivered yet come first.
    */
   iterate(): Buffer;
+  /** Which iterator program load() settled on (see BpfProbeTunables.iterator). */
+  iteratorInfo(): BpfIteratorInfo;
   /** Records dropped because the ringbuf was full (sum over CPUs). */
   lostRecords(): bigint;
   /**

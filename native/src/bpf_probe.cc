@@ -133,6 +133,7 @@ Napi::Function BpfProbe::Init(Napi::Env env) {
                          InstanceMethod("stopDrain", &BpfProbe::StopDrain),
                          InstanceMethod("drainNow", &BpfProbe::DrainNow),
                          InstanceMethod("iterate", &BpfProbe::Iterate),
+                         InstanceMethod("iteratorInfo", &BpfProbe::IteratorInfo),
                          InstanceMethod("lostRecords", &BpfProbe::LostRecords),
                          InstanceMethod("iterFallbackRecords", &BpfProbe::IterFallbackRecords),
                          InstanceMethod("programStats", &BpfProbe::ProgramStats),
@@ -172,30 +173,61 @@ BpfProbe::BpfProbe(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BpfProbe>(
     }
   }
 
+  if (info.Length() >= 2 && info[1].IsObject()) {
+    Napi::Object t = info[1].As<Napi::Object>();
+    if (t.Has("iterator") && !t.Get("iterator").IsUndefined()) {
+      Napi::Value v = t.Get("iterator");
+      std::string kind = v.IsString() ? std::string(v.As<Napi::String>()) : "";
+      if (kind != "auto" && kind != "sk_storage_map" && kind != "task_file")
+        Throw(env, "tunables.iterator must be \"auto\", \"sk_storage_map\" or \"task_file\"");
+      iterChoice_ = kind;
+    }
+  }
+  path_ = path;
+  wakeupBytes_ = wakeupBytes;
+  ringbufBytes_ = ringbufBytes;
   ClearLibbpfLog();
   if (access(path.c_str(), R_OK) != 0)
     ThrowErrno(env, "cannot read BPF object " + path, errno);
-  obj_ = bpf_object__open_file(path.c_str(), nullptr);
-  if (!obj_) ThrowErrno(env, "cannot open BPF object " + path, errno);
+  OpenObject(env);
+}
+
+// Opens the object, finds its parts and sets the tunables (no kernel state
+// yet). Separate from the constructor because load() may need a second open
+// with the other iterator (a failed bpf_object__load cannot be retried).
+void BpfProbe::OpenObject(Napi::Env env) {
+  obj_ = bpf_object__open_file(path_.c_str(), nullptr);
+  if (!obj_) ThrowErrno(env, "cannot open BPF object " + path_, errno);
   try {
     sockops_ = bpf_object__find_program_by_name(obj_, "kmesh_sockops");
-    iter_ = bpf_object__find_program_by_name(obj_, "kmesh_conn_iter");
+    mapIter_ = bpf_object__find_program_by_name(obj_, "kmesh_conn_iter");
+    fileIter_ = bpf_object__find_program_by_name(obj_, "kmesh_file_iter");
     events_ = bpf_object__find_map_by_name(obj_, "events");
     connState_ = bpf_object__find_map_by_name(obj_, "conn_state");
     lost_ = bpf_object__find_map_by_name(obj_, "lost_records");
     iterFallback_ = bpf_object__find_map_by_name(obj_, "iter_fallback_records");
-    if (!sockops_ || !iter_ || !events_ || !connState_ || !lost_ || !iterFallback_)
-      Throw(env, path + " lacks kmesh_sockops/kmesh_conn_iter/events/conn_state/lost_records/"
-                        "iter_fallback_records: wrong or stale object, rebuild with `npm run build:bpf`");
-    SetRodataU64(env, obj_, "wakeup_bytes", wakeupBytes);
-    if (ringbufBytes != 0) {
-      int err = bpf_map__set_max_entries(events_, ringbufBytes);
+    walkGen_ = bpf_object__find_map_by_name(obj_, "walk_gen");
+    if (!sockops_ || !mapIter_ || !fileIter_ || !events_ || !connState_ || !lost_ || !iterFallback_ || !walkGen_)
+      Throw(env, path_ + " lacks kmesh_sockops/kmesh_conn_iter/kmesh_file_iter/events/conn_state/lost_records/"
+                         "iter_fallback_records/walk_gen: wrong or stale object, rebuild with `npm run build:bpf`");
+    SetRodataU64(env, obj_, "wakeup_bytes", wakeupBytes_);
+    if (ringbufBytes_ != 0) {
+      int err = bpf_map__set_max_entries(events_, ringbufBytes_);
       if (err) ThrowErrno(env, "cannot size the events ringbuf", err);
     }
   } catch (...) {
     Release();
     throw;
   }
+}
+
+// Loads the object with exactly one of the two iterator programs.
+int BpfProbe::LoadWith(bpf_program* iter) {
+  bpf_program__set_autoload(mapIter_, iter == mapIter_);
+  bpf_program__set_autoload(fileIter_, iter == fileIter_);
+  int err = bpf_object__load(obj_);
+  if (err == 0) iter_ = iter;
+  return err;
 }
 
 BpfProbe::~BpfProbe() { Release(); }
@@ -210,7 +242,29 @@ Napi::Value BpfProbe::Load(const Napi::CallbackInfo& info) {
   RequireState(env, false, "load");
   if (loaded_) Throw(env, "BpfProbe.load(): already loaded");
   ClearLibbpfLog();
-  int err = bpf_object__load(obj_);
+  // The sk_storage map iterator walks only tracked sockets; some hardened
+  // kernels refuse every map-element iterator (EPERM at load) while task
+  // iterators load, so "auto" falls back to kmesh_file_iter. A failed load
+  // leaves the object unusable: close it and open it again.
+  int err = LoadWith(iterChoice_ == "task_file" ? fileIter_ : mapIter_);
+  if (err && iterChoice_ == "auto") {
+    int e = err < 0 ? -err : err;
+    mapIterError_ = std::string(strerror(e)) + " (errno " + std::to_string(e) + ")";
+    std::string firstLog = LibbpfLogTail();
+    bpf_object__close(obj_);
+    obj_ = nullptr;
+    OpenObject(env);
+    ClearLibbpfLog();
+    int err2 = LoadWith(fileIter_);
+    if (err2) {
+      // Both failed: the first attempt's reason is the one to show (the
+      // usual causes, missing privileges or an old kernel, fail both).
+      std::lock_guard<std::mutex> lock(gLogMutex);
+      gLibbpfLog = firstLog.size() > 9 ? firstLog.substr(9) : firstLog;
+    } else {
+      err = 0;
+    }
+  }
   if (err) ThrowErrno(env, "cannot load the BPF programs", err);
   rb_ = ring_buffer__new(bpf_map__fd(events_), &BpfProbe::OnSample, this, nullptr);
   if (!rb_) ThrowErrno(env, "cannot set up the events ringbuf reader", errno);
@@ -408,17 +462,30 @@ Napi::Value BpfProbe::Iterate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   RequireState(env, true, "iterate");
   if (!iterLink_) {
-    // The sk_storage map iterator needs to know which map to walk.
-    union bpf_iter_link_info linfo = {};
-    linfo.map.map_fd = bpf_map__fd(connState_);
-    LIBBPF_OPTS(bpf_iter_attach_opts, opts, .link_info = &linfo, .link_info_len = sizeof linfo);
     ClearLibbpfLog();
-    iterLink_ = bpf_program__attach_iter(iter_, &opts);
+    if (iter_ == mapIter_) {
+      // The sk_storage map iterator needs to know which map to walk.
+      union bpf_iter_link_info linfo = {};
+      linfo.map.map_fd = bpf_map__fd(connState_);
+      LIBBPF_OPTS(bpf_iter_attach_opts, opts, .link_info = &linfo, .link_info_len = sizeof linfo);
+      iterLink_ = bpf_program__attach_iter(iter_, &opts);
+    } else {
+      // No link info: every task of this PID namespace.
+      iterLink_ = bpf_program__attach_iter(iter_, nullptr);
+    }
     if (!iterLink_) {
       int saved = errno;
       iterLink_ = nullptr;
-      ThrowErrno(env, "cannot attach the conn_state iterator", saved);
+      ThrowErrno(env, std::string("cannot attach the ") + IterKind() + " iterator", saved);
     }
+  }
+  if (iter_ == fileIter_) {
+    // A new generation per walk: kmesh_file_iter reports a socket open in
+    // several processes once per walk.
+    uint32_t zero = 0;
+    walkGenValue_++;
+    if (bpf_map_update_elem(bpf_map__fd(walkGen_), &zero, &walkGenValue_, BPF_ANY) != 0)
+      ThrowErrno(env, "cannot set walk_gen", errno);
   }
   int n = ConsumeToReady();
   if (n < 0) ThrowErrno(env, "cannot read the events ringbuf", n);
@@ -488,7 +555,7 @@ Napi::Value BpfProbe::Iterate(const Napi::CallbackInfo& info) {
       readyBytes_ += keep.size();
       ready_.push_front(std::move(keep));
     }
-    ThrowErrno(env, "reading the conn_state iterator failed", readErr);
+    ThrowErrno(env, std::string("reading the ") + IterKind() + " iterator failed", readErr);
   }
   out.reserve(out.size() + fallback.size() + after.size());
   out.insert(out.end(), fallback.begin(), fallback.end());
@@ -543,6 +610,17 @@ Napi::Value BpfProbe::ProgramIds(const Napi::CallbackInfo& info) {
   return o;
 }
 
+const char* BpfProbe::IterKind() const { return iter_ == fileIter_ ? "task_file" : "sk_storage_map"; }
+
+Napi::Value BpfProbe::IteratorInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireState(env, true, "iteratorInfo");
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("kind", Napi::String::New(env, IterKind()));
+  if (!mapIterError_.empty()) o.Set("mapIteratorError", Napi::String::New(env, mapIterError_));
+  return o;
+}
+
 Napi::Value BpfProbe::Close(const Napi::CallbackInfo& info) {
   Release();
   return info.Env().Undefined();
@@ -568,8 +646,8 @@ void BpfProbe::Release() {
   obj_ = nullptr;
   if (statsFd_ >= 0) close(statsFd_);
   statsFd_ = -1;
-  sockops_ = iter_ = nullptr;
-  events_ = connState_ = lost_ = iterFallback_ = nullptr;
+  sockops_ = iter_ = mapIter_ = fileIter_ = nullptr;
+  events_ = connState_ = lost_ = iterFallback_ = walkGen_ = nullptr;
   loaded_ = false;
   closed_ = true;
 }

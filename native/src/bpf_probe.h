@@ -7,6 +7,7 @@
 //   attachCgroup(path)               bpf_link at a cgroup-v2 directory (never pinned)
 //   startDrain(onBatch, pollMs)      native thread: ringbuf -> one Buffer per batch
 //   drainNow() / iterate()           synchronous reads (tests, periodic reports)
+//   iteratorInfo()                   which iterator program load() settled on
 //
 // Ordering: every record consumed from the ringbuf, by whichever thread,
 // is appended to one queue (ready_) under rbMutex_, so the queue is in
@@ -49,6 +50,7 @@ class BpfProbe : public Napi::ObjectWrap<BpfProbe> {
   Napi::Value StopDrain(const Napi::CallbackInfo& info);
   Napi::Value DrainNow(const Napi::CallbackInfo& info);
   Napi::Value Iterate(const Napi::CallbackInfo& info);
+  Napi::Value IteratorInfo(const Napi::CallbackInfo& info);
   Napi::Value LostRecords(const Napi::CallbackInfo& info);
   Napi::Value IterFallbackRecords(const Napi::CallbackInfo& info);
   Napi::Value ProgramStats(const Napi::CallbackInfo& info);
@@ -56,6 +58,9 @@ class BpfProbe : public Napi::ObjectWrap<BpfProbe> {
   Napi::Value Close(const Napi::CallbackInfo& info);
 
   void RequireState(Napi::Env env, bool needLoaded, const char* what);
+  void OpenObject(Napi::Env env);
+  int LoadWith(bpf_program* iter);
+  const char* IterKind() const;
   void StopDrainThread();
   void DrainLoop(int pollTimeoutMs);
   // Consumes every record now in the ringbuf and appends them, as one batch,
@@ -71,11 +76,23 @@ class BpfProbe : public Napi::ObjectWrap<BpfProbe> {
 
   bpf_object* obj_ = nullptr;
   bpf_program* sockops_ = nullptr;
-  bpf_program* iter_ = nullptr;
+  bpf_program* iter_ = nullptr;  // the loaded one of mapIter_ / fileIter_
+  bpf_program* mapIter_ = nullptr;
+  bpf_program* fileIter_ = nullptr;
   bpf_map* events_ = nullptr;
   bpf_map* connState_ = nullptr;
   bpf_map* lost_ = nullptr;
   bpf_map* iterFallback_ = nullptr;
+  bpf_map* walkGen_ = nullptr;
+  uint64_t walkGenValue_ = 0;
+  // Kept for a second open in load() (see OpenObject).
+  std::string path_;
+  uint64_t wakeupBytes_ = 0;
+  uint32_t ringbufBytes_ = 0;
+  // tunables.iterator: "auto", "sk_storage_map" or "task_file".
+  std::string iterChoice_ = "auto";
+  // Why the sk_storage map iterator did not load when "auto" fell back.
+  std::string mapIterError_;
   std::vector<bpf_link*> cgroupLinks_;
   bpf_link* iterLink_ = nullptr;
   ring_buffer* rb_ = nullptr;

@@ -44,16 +44,18 @@ export function kernelSkipReason(): string | undefined {
 
 /** The addon's BpfProbe, typed (native/index.d.ts). */
 export type BpfProbe = import('../../native/index.js').BpfProbe;
+type BpfProbeTunables = import('../../native/index.js').BpfProbeTunables;
 
 /** Loads bpf/tcp_probe.bpf.o and attaches it at the cgroup-v2 root. */
 export async function openProbe(
-  opts: { wakeupBytes?: number; ringbufBytes?: number; runTimeStats?: boolean; attach?: boolean } = {},
+  opts: { wakeupBytes?: number; ringbufBytes?: number; runTimeStats?: boolean; attach?: boolean; iterator?: BpfProbeTunables['iterator'] } = {},
 ): Promise<BpfProbe> {
   if (!existsSync(BPF_OBJECT)) throw new Error(`${BPF_OBJECT} missing: run npm run build:bpf`);
   const { BpfProbe } = await import('../../native/index.js');
-  const tunables: { wakeupBytes: number; ringbufBytes?: number; runTimeStats?: boolean } = { wakeupBytes: opts.wakeupBytes ?? 64 * 1024 };
+  const tunables: BpfProbeTunables = { wakeupBytes: opts.wakeupBytes ?? 64 * 1024 };
   if (opts.ringbufBytes !== undefined) tunables.ringbufBytes = opts.ringbufBytes;
   if (opts.runTimeStats !== undefined) tunables.runTimeStats = opts.runTimeStats;
+  if (opts.iterator !== undefined) tunables.iterator = opts.iterator;
   const probe = new BpfProbe(BPF_OBJECT, tunables);
   try {
     probe.load();

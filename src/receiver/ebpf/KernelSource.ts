@@ -36,8 +36,20 @@ export interface KernelSource {
    * path). Optional: fakes may leave it out.
    */
   iteratorFallbackRecords?(): bigint;
+  /**
+   * Which iterator program load() settled on: `sk_storage_map` walks the
+   * tracked sockets; `task_file` (kernels that refuse map-element iterators)
+   * walks every process's open files. Optional: fakes may leave it out.
+   */
+  iteratorInfo?(): IteratorInfo;
   /** Stops draining, detaches and frees everything. Idempotent. */
   close(): void;
+}
+
+export interface IteratorInfo {
+  kind: 'sk_storage_map' | 'task_file';
+  /** Why the sk_storage map iterator did not load, when load() fell back. */
+  mapIteratorError?: string;
 }
 
 export interface KernelSourceOptions {
@@ -58,6 +70,7 @@ interface NativeProbe {
   iterate(): Buffer;
   lostRecords(): bigint;
   iterFallbackRecords(): bigint;
+  iteratorInfo(): IteratorInfo;
   close(): void;
 }
 interface NativeModule {
@@ -82,6 +95,7 @@ export const nativeKernelSource: KernelSourceFactory = async (options) => {
     iterate: () => probe.iterate(),
     lostRecords: () => probe.lostRecords(),
     iteratorFallbackRecords: () => probe.iterFallbackRecords(),
+    iteratorInfo: () => probe.iteratorInfo(),
     close: () => {
       if (closed) return;
       closed = true;

@@ -251,7 +251,17 @@ export class EbpfReceiver implements Receiver {
       }, config.drain_interval);
       this.reportTimer = setInterval(() => this.reportTick(), config.report_interval);
       this.state = 'running';
-      this.settings.logger.info({ cgroupPath, bpfObject: config.bpf_object }, 'ebpf receiver attached');
+      const iterator = kernel.iteratorInfo?.();
+      this.settings.logger.info({ cgroupPath, bpfObject: config.bpf_object, iterator: iterator?.kind }, 'ebpf receiver attached');
+      if (iterator?.kind === 'task_file') {
+        // Still every report_interval, but seen through processes' open files:
+        // a socket no visible process holds open is reported only at its close.
+        this.settings.logger.warn(
+          { reason: iterator.mapIteratorError },
+          'this kernel refused the sk_storage map iterator; periodic reports walk the open files of every process ' +
+            'instead (iter/task_file): run the agent in the host PID namespace (hostPID) so that pods\' sockets are visible',
+        );
+      }
     } catch (err) {
       try {
         kernel.close();
