@@ -100,5 +100,5 @@ USER root
 # 15020: Prometheus /metrics; 13133: health_check /healthz.
 EXPOSE 15020 13133
 
-ENTRYPOINT ["node", "/opt/kmesh-otel/dist/src/main.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=2", "/opt/kmesh-otel/dist/src/main.js"]
 CMD ["--config", "/etc/kmesh-otel/config.yaml"]

@@ -188,6 +188,7 @@ export async function run(ctx: BenchContext): Promise<Figure[]> {
   // must grow linearly with the tracked sockets (see kmesh_conn_iter).
   const sizes = ctx.quick ? [2_000, 10_000] : [2_000, 20_000, 30_000, 50_000];
   const walks: Array<{ connections: number; ms: number[]; rates: number[]; walked: number; fallback: number }> = [];
+  let iterNote = '';
   for (const count of sizes) {
     if (Date.now() > ctx.deadline) {
       ctx.log(`time budget reached: no iterator walk over ${count} connections`);
@@ -199,6 +200,12 @@ export async function run(ctx: BenchContext): Promise<Figure[]> {
     let fallback = 0;
     const probe = await openProbe();
     try {
+      const info = probe.iteratorInfo();
+      iterNote =
+        info.kind === 'sk_storage_map'
+          ? 'Iterator program: kmesh_conn_iter (iter/bpf_sk_storage_map, walks the tracked sockets).'
+          : `Iterator program: kmesh_file_iter (iter/task_file, walks every process's open files: this kernel refuses ` +
+            `map-element iterators${info.mapIteratorError ? `, ${info.mapIteratorError}` : ''}).`;
       const held = await holdConnections(count);
       try {
         const f0 = probe.iterFallbackRecords();
@@ -265,7 +272,7 @@ export async function run(ctx: BenchContext): Promise<Figure[]> {
               `iterate() over ${fmtN(bigWalk.connections)} idle established loopback connections ` +
               `(${fmtN(bigWalk.walked)} tracked sockets reported per walk, both ends of each connection), after one warm-up walk; ` +
               `one walk costs (tracked sockets / this rate) of one core, every report_interval. A ratio near 1 against the ` +
-              `small walk means the walk is linear in tracked sockets.`,
+              `small walk means the walk is linear in tracked sockets. ${iterNote}`,
           }),
         ]),
     ...walks.map((w) =>
@@ -279,10 +286,10 @@ export async function run(ctx: BenchContext): Promise<Figure[]> {
         notes:
           `One iterate() (the receiver's report tick) over ${fmtN(w.connections)} idle established loopback connections, ` +
           `${runs} walks after a warm-up. Reports go through the events ringbuf (a helper thread consumes it during the ` +
-          `walk), so one read() walks the whole sk_storage map; ${w.fallback} reports over these walks came back through ` +
+          `walk), so one read() does the whole walk; ${w.fallback} reports over these walks came back through ` +
           `read() because the ringbuf was full. (Writing reports with bpf_seq_write instead made the walk quadratic: ` +
           `each read() returns ~240 records and the next one re-walks its hash bucket from the head, ` +
-          `net/core/bpf_sk_storage.c bpf_sk_storage_map_seq_find_next; this bench no longer measures that path.)`,
+          `net/core/bpf_sk_storage.c bpf_sk_storage_map_seq_find_next; this bench no longer measures that path.) ${iterNote}`,
       }),
     ),
   ];

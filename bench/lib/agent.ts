@@ -61,8 +61,16 @@ export function agentCommand(repoRoot: string): { args: string[]; how: string } 
       }
     }
   }
-  if (fresh) return { args: [main], how: 'compiled (node dist/src/main.js)' };
-  return { args: ['--import', 'tsx', join(repoRoot, 'src', 'main.ts')], how: 'from source (node --import tsx src/main.ts: dist/ older than src/, TypeScript loader included)' };
+  // The Node flags of the `kmesh-otel` command's shebang (#!/usr/bin/env -S
+  // node FLAGS), so the benchmarks run the agent as it is shipped.
+  const shebang = /^#!\/usr\/bin\/env -S node (.*)$/m.exec(readFileSync(join(repoRoot, 'src', 'main.ts'), 'utf8').split('\n')[0] ?? '');
+  const flags = shebang?.[1]?.split(/\s+/).filter(Boolean) ?? [];
+  const shown = flags.length ? `${flags.join(' ')} ` : '';
+  if (fresh) return { args: [...flags, main], how: `compiled (node ${shown}dist/src/main.js)` };
+  return {
+    args: [...flags, '--import', 'tsx', join(repoRoot, 'src', 'main.ts')],
+    how: `from source (node ${shown}--import tsx src/main.ts: dist/ older than src/, TypeScript loader included)`,
+  };
 }
 
 /**
@@ -283,7 +291,7 @@ service:
     pid: child.pid!,
     metricsUrl: `http://127.0.0.1:${promPort}/metrics`,
     how: cmd.how,
-    fromSource: cmd.args[0] === '--import',
+    fromSource: cmd.args.includes('--import'),
     rssMB: () => statusField(child.pid!, 'VmRSS'),
     peakRssMB: () => statusField(child.pid!, 'VmHWM'),
     scrape,
