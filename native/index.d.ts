@@ -89,6 +89,14 @@ export declare class BpfProbe {
    * consumed earlier and has not delivered yet come first.
    */
   iterate(): Buffer;
+  /**
+   * The same walk on a thread of its own; `callback(null, records)` (or
+   * `callback(error)`) runs on the JS thread afterwards. Until then the drain
+   * callback delivers nothing (the records consumed meanwhile follow the
+   * walk's, in the result), and drainNow()/iterate()/iterateAsync() throw.
+   * close() waits for a walk in flight.
+   */
+  iterateAsync(callback: (err: Error | null, records?: Buffer) => void): void;
   /** Which iterator program load() settled on (see BpfProbeTunables.iterator). */
   iteratorInfo(): BpfIteratorInfo;
   /** Records dropped because the ringbuf was full (sum over CPUs). */

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <memory>
 #include <cstdio>
 
 namespace {
@@ -155,6 +156,7 @@ Napi::Function BpfProbe::Init(Napi::Env env) {
                          InstanceMethod("stopDrain", &BpfProbe::StopDrain),
                          InstanceMethod("drainNow", &BpfProbe::DrainNow),
                          InstanceMethod("iterate", &BpfProbe::Iterate),
+                         InstanceMethod("iterateAsync", &BpfProbe::IterateAsync),
                          InstanceMethod("iteratorInfo", &BpfProbe::IteratorInfo),
                          InstanceMethod("lostRecords", &BpfProbe::LostRecords),
                          InstanceMethod("iterFallbackRecords", &BpfProbe::IterFallbackRecords),
@@ -410,6 +412,8 @@ void BpfProbe::DrainLoop(int pollTimeoutMs) {
       if (env == nullptr || cb == nullptr) return;  // environment finalizing: drop
       // Cleared before taking, so a batch pushed after the take schedules a new call.
       self->notifyPending_.store(false);
+      // An iterateAsync() walk collects ready_ when it is delivered (ordering).
+      if (self->walking_.load()) return;
       std::vector<uint8_t> d = self->TakeReady();
       if (d.empty()) return;  // drainNow()/iterate() took it first
       Napi::Buffer<uint8_t> buf = ToBuffer(env, std::move(d));
@@ -463,6 +467,7 @@ Napi::Value BpfProbe::StopDrain(const Napi::CallbackInfo& info) {
 Napi::Value BpfProbe::DrainNow(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   RequireState(env, true, "drainNow");
+  if (walking_.load()) Throw(env, "BpfProbe.drainNow(): a walk is in progress (iterateAsync)");
   int n = ConsumeToReady();
   if (n < 0) ThrowErrno(env, "cannot read the events ringbuf", n);
   return ToBuffer(env, TakeReady());
@@ -479,9 +484,14 @@ Napi::Value BpfProbe::DrainNow(const Napi::CallbackInfo& info) {
 // since the walk started (reports and events). (2) goes before (3) because a
 // close that follows a fallback report in time was reserved after the report
 // was taken (see kmesh_conn_iter), hence consumed in (3).
-Napi::Value BpfProbe::Iterate(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  RequireState(env, true, "iterate");
+//
+// Split in three: PrepareWalk (JS thread: attach, walk generation; throws),
+// WalkInto (any thread: the walk; returns 0 or an errno) and the two front
+// ends, iterate() (synchronous) and iterateAsync() (a walk thread, result
+// delivered to a callback; the agent's event loop keeps running meanwhile).
+void BpfProbe::PrepareWalk(Napi::Env env, const char* what) {
+  RequireState(env, true, what);
+  if (walking_.load()) Throw(env, std::string("BpfProbe.") + what + "(): a walk is in progress");
   if (!iterLink_) {
     ClearLibbpfLog();
     if (iter_ == mapIter_) {
@@ -508,12 +518,19 @@ Napi::Value BpfProbe::Iterate(const Napi::CallbackInfo& info) {
     if (bpf_map_update_elem(bpf_map__fd(walkGen_), &zero, &walkGenValue_, BPF_ANY) != 0)
       ThrowErrno(env, "cannot set walk_gen", errno);
   }
+}
+
+int BpfProbe::WalkInto(std::vector<uint8_t>& all) {
   int n = ConsumeToReady();
-  if (n < 0) ThrowErrno(env, "cannot read the events ringbuf", n);
+  if (n < 0) return -n;
   std::vector<uint8_t> out = TakeReady();
 
   int fd = bpf_iter_create(bpf_link__fd(iterLink_));
-  if (fd < 0) ThrowErrno(env, "cannot create an iterator instance", errno);
+  if (fd < 0) {
+    int saved = errno;
+    PushBackFront(std::move(out));
+    return saved;
+  }
   // Stops and joins the helper on every way out of this scope (an exception
   // with a joinable std::thread alive would terminate the process).
   struct Helper {
@@ -535,11 +552,11 @@ Napi::Value BpfProbe::Iterate(const Napi::CallbackInfo& info) {
   std::vector<uint8_t> fallback;
   std::vector<uint8_t> after;
   int readErr = 0;
-  uint8_t chunk[64 * 1024];
+  std::vector<uint8_t> chunk(64 * 1024);
   // -EAGAIN: bpf_seq_read() stops after MAX_ITER_OBJECTS (1M) elements when
   // nothing was written to the seq_file; the next read() resumes the walk.
   for (int again = 0; again < 4096;) {
-    ssize_t r = read(fd, chunk, sizeof chunk);
+    ssize_t r = read(fd, chunk.data(), chunk.size());
     if (r == 0) break;
     if (r < 0) {
       if (errno == EINTR) continue;
@@ -549,7 +566,7 @@ Napi::Value BpfProbe::Iterate(const Napi::CallbackInfo& info) {
       }
       again++;
     } else {
-      fallback.insert(fallback.end(), chunk, chunk + r);
+      fallback.insert(fallback.end(), chunk.data(), chunk.data() + r);
     }
     // read() returned early: the ring was full (fallback reports filled
     // the seq buffer) or 1M elements were visited. Empty the ring before the
@@ -560,25 +577,12 @@ Napi::Value BpfProbe::Iterate(const Napi::CallbackInfo& info) {
   }
   close(fd);
   helper.Stop();
-  n = ConsumeToReady();
+  (void)ConsumeToReady();
   {
     std::vector<uint8_t> more = TakeReady();
     after.insert(after.end(), more.begin(), more.end());
   }
-  if (readErr) {
-    // Records already taken from the ring would be lost with the exception:
-    // hand them back to the front of ready_ for the next drain.
-    std::vector<uint8_t> keep = std::move(out);
-    keep.insert(keep.end(), fallback.begin(), fallback.end());
-    keep.insert(keep.end(), after.begin(), after.end());
-    if (!keep.empty()) {
-      std::lock_guard<std::mutex> rl(readyMutex_);
-      readyBytes_ += keep.size();
-      ready_.push_front(std::move(keep));
-    }
-    ThrowErrno(env, std::string("reading the ") + IterKind() + " iterator failed", readErr);
-  }
-  std::vector<uint8_t> all;
+  all.clear();
   all.reserve(out.size() + fallback.size() + after.size());
   all.insert(all.end(), out.begin(), out.end());
   all.insert(all.end(), fallback.begin(), fallback.end());
@@ -586,15 +590,86 @@ Napi::Value BpfProbe::Iterate(const Napi::CallbackInfo& info) {
   std::vector<uint8_t>().swap(out);
   std::vector<uint8_t>().swap(fallback);
   std::vector<uint8_t>().swap(after);
-  Napi::Buffer<uint8_t> result = ToBuffer(env, std::move(all));
+  if (readErr) {
+    // Records already taken from the ring would be lost with the error:
+    // hand them back to the front of ready_ for the next drain.
+    PushBackFront(std::move(all));
+    all.clear();
+  }
   // A walk of n tracked sockets passes n * 136 bytes through several
   // buffers (14 MB for 100k), in this and the consuming thread's malloc
-  // arenas. glibc keeps freed memory of that size resident (the mmap
-  // threshold rises to it after the first free), so without a trim every
-  // arena keeps its high-water mark: ~50 MB of RSS at 100k sockets,
-  // measured with the scale bench. Cheap next to the walk itself.
+  // arenas; trimming returns what the fixed mmap threshold (Init) does not
+  // already give back.
   malloc_trim(0);
-  return result;
+  return readErr;
+}
+
+void BpfProbe::PushBackFront(std::vector<uint8_t>&& keep) {
+  if (keep.empty()) return;
+  std::lock_guard<std::mutex> rl(readyMutex_);
+  readyBytes_ += keep.size();
+  ready_.push_front(std::move(keep));
+}
+
+Napi::Value BpfProbe::Iterate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PrepareWalk(env, "iterate");
+  std::vector<uint8_t> all;
+  int err = WalkInto(all);
+  if (err) ThrowErrno(env, std::string("reading the ") + IterKind() + " iterator failed", err);
+  return ToBuffer(env, std::move(all));
+}
+
+// iterateAsync(callback(err, records)): the same walk on a thread of its
+// own. Ordering with the drain callback: while walking_ is set, drain calls
+// leave ready_ alone (the records stay in order there), and the result
+// callback, on the JS thread, appends whatever ready_ holds by then and only
+// then clears walking_. So no record consumed after the walk started reaches
+// JS before the walk's reports (see the order above).
+Napi::Value BpfProbe::IterateAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsFunction()) Throw(env, "iterateAsync(callback): callback must be a function");
+  PrepareWalk(env, "iterateAsync");
+  if (walkThread_.joinable()) walkThread_.join();  // the previous walk's thread has delivered already
+  walking_.store(true);
+  Ref();  // the probe outlives the walk even if JS drops it meanwhile
+  auto tsfn = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "kmesh_bpf_walk", 0, 1);
+  walkThread_ = std::thread([this, tsfn]() mutable {
+    struct Result {
+      int err;
+      std::vector<uint8_t> records;
+    };
+    auto* result = new Result{0, {}};
+    result->err = WalkInto(result->records);
+    napi_status st = tsfn.BlockingCall(result, [this](Napi::Env env, Napi::Function cb, Result* r) {
+      std::unique_ptr<Result> owned(r);
+      if (env == nullptr || cb == nullptr) return;  // environment finalizing
+      // Records consumed after the walk ended, still held back: theirs is the next place in order.
+      std::vector<uint8_t> later = TakeReady();
+      owned->records.insert(owned->records.end(), later.begin(), later.end());
+      walking_.store(false);
+      Unref();
+      try {
+        if (owned->err) {
+          int e = owned->err;
+          Napi::Error error = Napi::Error::New(env, std::string("reading the ") + IterKind() + " iterator failed: " +
+                                                        strerror(e) + " (errno " + std::to_string(e) + ")");
+          error.Set("errno", Napi::Number::New(env, e));
+          cb.Call({error.Value()});
+        } else {
+          cb.Call({env.Null(), ToBuffer(env, std::move(owned->records))});
+        }
+      } catch (const Napi::Error& e) {
+        napi_fatal_exception(env, e.Value());
+      }
+    });
+    if (st != napi_ok) {
+      delete result;
+      walking_.store(false);
+    }
+    tsfn.Release();
+  });
+  return env.Undefined();
 }
 
 uint64_t BpfProbe::SumPerCpu(Napi::Env env, bpf_map* map, const char* what) {
@@ -664,6 +739,9 @@ Napi::Value BpfProbe::Close(const Napi::CallbackInfo& info) {
 // from the cgroup), then ring and object (maps and programs).
 void BpfProbe::Release() {
   StopDrainThread();
+  // A walk in flight uses the link and the ring: let it finish (its result
+  // is still delivered; the walk is bounded by the number of sockets).
+  if (walkThread_.joinable()) walkThread_.join();
   for (bpf_link* l : cgroupLinks_) bpf_link__destroy(l);
   cgroupLinks_.clear();
   if (iterLink_) bpf_link__destroy(iterLink_);

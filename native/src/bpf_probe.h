@@ -6,7 +6,8 @@
 //   load()                           verify and create maps/programs
 //   attachCgroup(path)               bpf_link at a cgroup-v2 directory (never pinned)
 //   startDrain(onBatch, pollMs)      native thread: ringbuf -> one Buffer per batch
-//   drainNow() / iterate()           synchronous reads (tests, periodic reports)
+//   drainNow() / iterate()           synchronous reads (tests)
+//   iterateAsync(cb)                 the periodic walk on a thread of its own
 //   iteratorInfo()                   which iterator program load() settled on
 //
 // Ordering: every record consumed from the ringbuf, by whichever thread,
@@ -50,6 +51,7 @@ class BpfProbe : public Napi::ObjectWrap<BpfProbe> {
   Napi::Value StopDrain(const Napi::CallbackInfo& info);
   Napi::Value DrainNow(const Napi::CallbackInfo& info);
   Napi::Value Iterate(const Napi::CallbackInfo& info);
+  Napi::Value IterateAsync(const Napi::CallbackInfo& info);
   Napi::Value IteratorInfo(const Napi::CallbackInfo& info);
   Napi::Value LostRecords(const Napi::CallbackInfo& info);
   Napi::Value IterFallbackRecords(const Napi::CallbackInfo& info);
@@ -59,6 +61,9 @@ class BpfProbe : public Napi::ObjectWrap<BpfProbe> {
 
   void RequireState(Napi::Env env, bool needLoaded, const char* what);
   void OpenObject(Napi::Env env);
+  void PrepareWalk(Napi::Env env, const char* what);
+  int WalkInto(std::vector<uint8_t>& all);
+  void PushBackFront(std::vector<uint8_t>&& keep);
   int LoadWith(bpf_program* iter);
   const char* IterKind() const;
   void StopDrainThread();
@@ -114,6 +119,12 @@ class BpfProbe : public Napi::ObjectWrap<BpfProbe> {
   size_t readyBytes_ = 0;
   // A drain callback is scheduled and has not yet taken ready_: no need for another.
   std::atomic<bool> notifyPending_{false};
+
+  // iterateAsync(): the walk's thread, and "a walk is in flight" (set on the
+  // JS thread before the thread starts, cleared on the JS thread when its
+  // result is delivered).
+  std::thread walkThread_;
+  std::atomic<bool> walking_{false};
 
   std::thread drainThread_;
   std::atomic<bool> stopDrain_{false};

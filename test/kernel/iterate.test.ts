@@ -252,10 +252,15 @@ describe('kernel: periodic reports and draining', { skip }, () => {
     }
   });
 
-  it('a report never follows the close of its socket (concurrent churn while walking)', async () => {
+  for (const mode of ['iterate() + drainNow()', 'iterateAsync() + drain thread'] as const) {
+  it(`a report never follows the close of its socket (concurrent churn while walking, ${mode})`, async () => {
     // A child churns short loopback connections (each held a few ms) while
     // this process walks and drains in a loop; the records are checked in
-    // the order the addon returned them.
+    // the order the addon returned them. With iterateAsync() the drain
+    // thread keeps consuming during the walk and its callback must hold the
+    // records back until the walk's result is delivered.
+    const asyncMode = mode.startsWith('iterateAsync');
+    const probe = asyncMode ? await openProbe() : k.probe;
     const churn = spawn(process.execPath, ['--input-type=module', '-e', CHURN_SCRIPT, '1500'], { stdio: ['ignore', 'pipe', 'pipe'] });
     const lines: string[] = [];
     createInterface({ input: churn.stdout }).on('line', (l) => lines.push(l));
@@ -264,17 +269,24 @@ describe('kernel: periodic reports and draining', { skip }, () => {
     void exited.then(() => (running = false));
     try {
       const stream: RawRecord[] = [];
-      const lostBefore = k.probe.lostRecords();
+      const lostBefore = probe.lostRecords();
       while (lines.length === 0 && running) await new Promise((r) => setTimeout(r, 10));
       assert.ok(lines.length > 0, 'churn child started');
       const port = (JSON.parse(lines[0]!) as { port: number }).port;
       const ours = (r: RawRecord): boolean => r.dstPort === port;
+      if (asyncMode) probe.startDrain((b) => stream.push(...readRecords(b).filter(ours)), 20);
       for (let i = 0; running && i < 10_000; i++) {
-        stream.push(...readRecords(k.probe.iterate()).filter(ours));
-        stream.push(...readRecords(k.probe.drainNow()).filter(ours));
+        if (asyncMode) {
+          const walked = await new Promise<Buffer>((resolve, reject) => probe.iterateAsync((err, b) => (err ? reject(err) : resolve(b!))));
+          stream.push(...readRecords(walked).filter(ours));
+        } else {
+          stream.push(...readRecords(probe.iterate()).filter(ours));
+          stream.push(...readRecords(probe.drainNow()).filter(ours));
+        }
         await new Promise((r) => setImmediate(r));
       }
       await exited;
+      if (asyncMode) probe.stopDrain();
       // The last closes (bounded wait).
       const opened = (): Set<bigint> => new Set(stream.filter((r) => r.kind === RECORD_OPEN).map((r) => r.socketCookie));
       const closed = (): Set<bigint> => new Set(stream.filter((r) => r.kind === RECORD_CLOSE).map((r) => r.socketCookie));
@@ -283,10 +295,10 @@ describe('kernel: periodic reports and draining', { skip }, () => {
         return [...opened()].some((o) => !c.has(o));
       };
       for (let i = 0; i < 100 && unclosed(); i++) {
-        stream.push(...readRecords(k.probe.drainNow()).filter(ours));
+        stream.push(...readRecords(probe.drainNow()).filter(ours));
         await new Promise((r) => setTimeout(r, 20));
       }
-      assert.equal(k.probe.lostRecords(), lostBefore, 'no record lost (else the order check proves nothing)');
+      assert.equal(probe.lostRecords(), lostBefore, 'no record lost (else the order check proves nothing)');
       const done = (JSON.parse(lines[1] ?? '{"done":0}') as { done: number }).done;
       assert.ok(done > 50, `the child churned connections: ${done}`);
       assert.equal(closed().size, opened().size, 'every opened socket closed');
@@ -322,8 +334,10 @@ describe('kernel: periodic reports and draining', { skip }, () => {
       assert.ok(reportedThenClosed > 0, 'some connections were reported and then closed');
     } finally {
       churn.kill('SIGKILL');
+      if (asyncMode) probe.close();
     }
   });
+  }
 
   it('startDrain delivers whole records in batches without drainNow', async () => {
     // wakeupBytes never reached: only the timer drains.

@@ -25,9 +25,11 @@ export interface KernelSource {
    * the ringbuf with the events, so the buffer also holds every other record
    * drained up to the end of the walk, in the kernel's order (a report never
    * follows the close of its socket): process it as a whole, like a drained
-   * batch.
+   * batch. The real source walks on a thread of its own and resolves later
+   * (no drained batch is delivered meanwhile: they follow the walk's records);
+   * fakes may answer at once.
    */
-  iterate(): Uint8Array;
+  iterate(): Uint8Array | Promise<Uint8Array>;
   /** Records the kernel dropped because the ringbuf was full (cumulative). */
   lostRecords(): bigint;
   /**
@@ -67,7 +69,7 @@ interface NativeProbe {
   startDrain(onBatch: (records: Buffer) => void, pollTimeoutMs: number): void;
   stopDrain(): void;
   drainNow(): Buffer;
-  iterate(): Buffer;
+  iterateAsync(callback: (err: Error | null, records?: Buffer) => void): void;
   lostRecords(): bigint;
   iterFallbackRecords(): bigint;
   iteratorInfo(): IteratorInfo;
@@ -92,7 +94,10 @@ export const nativeKernelSource: KernelSourceFactory = async (options) => {
     attach: (path) => probe.attachCgroup(path),
     startDrain: (onBatch, pollTimeoutMs) => probe.startDrain(onBatch, Math.min(60_000, Math.max(1, Math.round(pollTimeoutMs)))),
     drainNow: () => probe.drainNow(),
-    iterate: () => probe.iterate(),
+    iterate: () =>
+      new Promise<Uint8Array>((resolve, reject) => {
+        probe.iterateAsync((err, records) => (err ? reject(err) : resolve(records ?? Buffer.alloc(0))));
+      }),
     lostRecords: () => probe.lostRecords(),
     iteratorFallbackRecords: () => probe.iterFallbackRecords(),
     iteratorInfo: () => probe.iteratorInfo(),

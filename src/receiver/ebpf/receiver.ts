@@ -58,6 +58,8 @@ export class EbpfReceiver implements Receiver {
   private shutdownPromise: Promise<void> | undefined;
   private kernel: KernelSource | undefined;
   private reportTimer: NodeJS.Timeout | undefined;
+  /** The report tick in flight, if any. */
+  private walk: Promise<void> | undefined;
   private lastLost = 0n;
   private lastIteratorFallback = 0n;
   private readErrorCount = 0;
@@ -170,19 +172,32 @@ export class EbpfReceiver implements Receiver {
 
   /**
    * One report interval: iterator walk, lost-record count, TTL expiry, clock
-   * resync. The walk's buffer also carries the events drained with it, in
-   * kernel order, so it goes through the same ingest() as a drained batch.
+   * resync. The walk runs on the addon's own thread, so the event loop keeps
+   * serving scrapes and exports meanwhile. Its buffer also carries the events
+   * drained with it, in kernel order, so it goes through the same ingest() as
+   * a drained batch. At most one at a time: a tick that comes while a walk is
+   * in flight is that walk.
    */
-  reportTick(nowMs = Date.now()): void {
+  reportTick(nowMs = Date.now()): Promise<void> {
+    this.walk ??= this.doReportTick(nowMs).finally(() => {
+      this.walk = undefined;
+    });
+    return this.walk;
+  }
+
+  private async doReportTick(nowMs: number): Promise<void> {
     const kernel = this.kernel;
     if (kernel === undefined) return;
     let reports: Uint8Array | undefined;
     try {
-      reports = kernel.iterate();
+      reports = await kernel.iterate();
     } catch (err) {
       this.readError('iterate', err);
     }
+    // Also during shutdown (which waits for this walk): the buffer holds
+    // the events drained with the walk, which nothing else will deliver.
     if (reports !== undefined && reports.byteLength > 0) this.ingest(reports);
+    if (this.kernel !== kernel) return; // shut down meanwhile: the probe is closing
     try {
       const lost = kernel.lostRecords();
       if (lost > this.lastLost) this.metrics.lost.add(Number(lost - this.lastLost), this.attrs);
@@ -249,7 +264,9 @@ export class EbpfReceiver implements Receiver {
           this.settings.logger.error({ err }, 'ebpf receiver failed on a drained batch; batch dropped');
         }
       }, config.drain_interval);
-      this.reportTimer = setInterval(() => this.reportTick(), config.report_interval);
+      this.reportTimer = setInterval(() => {
+        this.reportTick().catch((err: unknown) => this.settings.logger.error({ err }, 'ebpf receiver report tick failed'));
+      }, config.report_interval);
       this.state = 'running';
       const iterator = kernel.iteratorInfo?.();
       this.settings.logger.info({ cgroupPath, bpfObject: config.bpf_object, iterator: iterator?.kind }, 'ebpf receiver attached');
@@ -278,6 +295,8 @@ export class EbpfReceiver implements Receiver {
     this.state = 'stopped';
     if (this.reportTimer !== undefined) clearInterval(this.reportTimer);
     this.reportTimer = undefined;
+    // A walk in flight holds back the drained records (see iterate()): let it deliver them first.
+    await this.walk?.catch(() => undefined);
     const kernel = this.kernel;
     this.kernel = undefined;
     if (kernel !== undefined) {
