@@ -241,7 +241,7 @@ export async function run(ctx: BenchContext): Promise<Figure[]> {
     `${heldCount.toLocaleString('en-US')} idle 127.0.0.1 connection pairs held (opened in ${holdSeconds.toFixed(1)} s), ` +
     `kmesh_otel_ebpf_connections_tracked ${b.tracked.toLocaleString('en-US')} at the last scrape (every TCP socket of the node counts, ` +
     `other processes' too). Agent: ${agent.how}, default receiver settings (report_interval 5s: the sk_storage iterator walks ` +
-    `every tracked socket every 5 s on the agent's thread), metrics pipeline only, healthy ${startSeconds.toFixed(1)} s after start ` +
+    `every tracked socket every 5 s, on a thread of the addon), metrics pipeline only, healthy ${startSeconds.toFixed(1)} s after start ` +
     `with the ${PODS.toLocaleString('en-US')} pods listed. Comparison: the same agent before the held connections were opened ` +
     `(phase A, same series). ${leftover.length === 0 ? `None of its ${programs} BPF programs left loaded or attached after it exited` : `Its BPF programs ${leftover.join(', ')} were left loaded or attached`}; ` +
     `1-min load average at start: ${load.toFixed(2)}.`;
@@ -267,7 +267,7 @@ export async function run(ctx: BenchContext): Promise<Figure[]> {
       notes:
         `Time from request to the last byte of the body, over a kept-alive loopback connection, 500 ms between scrapes, ` +
         `${b.scrapeMs.length} scrapes over ${quick ? 8 : 25} s; p50 ${median(b.scrapeMs)} ms, p99 ${percentile(b.scrapeMs, 99)} ms. ` +
-        `A scrape that arrives during an iterator walk waits for it. ${common}`,
+        `The iterator walk runs on a thread of the addon, so a scrape during a walk competes for CPU but does not wait for it. ${common}`,
     }),
   ];
 }
