@@ -240,7 +240,7 @@ export async function run(ctx: BenchContext): Promise<Figure[]> {
     `(2 reporters x: workload and service counters, duration and RTT histogram buckets), ${base} before the traffic; body ${round1(b.bodyMB)} MB; ` +
     `${heldCount.toLocaleString('en-US')} idle 127.0.0.1 connection pairs held (opened in ${holdSeconds.toFixed(1)} s), ` +
     `kmesh_otel_ebpf_connections_tracked ${b.tracked.toLocaleString('en-US')} at the last scrape (every TCP socket of the node counts, ` +
-    `other processes' too). Agent: ${agent.how}, default receiver settings (report_interval 5s: the sk_storage iterator walks ` +
+    `other processes' too). Agent: ${agent.how}, default receiver settings (report_interval 5s: the iterator reports ` +
     `every tracked socket every 5 s, on a thread of the addon), metrics pipeline only, healthy ${startSeconds.toFixed(1)} s after start ` +
     `with the ${PODS.toLocaleString('en-US')} pods listed. Comparison: the same agent before the held connections were opened ` +
     `(phase A, same series). ${leftover.length === 0 ? `None of its ${programs} BPF programs left loaded or attached after it exited` : `Its BPF programs ${leftover.join(', ')} were left loaded or attached`}; ` +
