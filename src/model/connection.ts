@@ -39,10 +39,19 @@ export interface ConnectionEvent {
   /** Original destination before DNAT (e.g. a Service ClusterIP) where known, else undefined. */
   origDstAddr?: string;
   origDstPort?: number;
-  /** Kernel socket cookie: identity of the socket for the connection table. */
-  socketCookie: bigint;
-  /** Network-namespace cookie of the socket. */
-  netnsCookie: bigint;
+  /**
+   * Kernel socket cookie: identity of the socket for the connection table.
+   *
+   * A u64 in the kernel, a number here, and exact: socket and netns cookies
+   * are per-boot counters (`gen_cookie_next()`: one 64-bit counter per kind,
+   * advanced as sockets and namespaces ask for a cookie), so they stay far
+   * below 2^53, where a number holds every integer (that many sockets would
+   * take centuries at a million per second). Numbers avoid a BigInt allocation
+   * per record and hash faster as Map keys.
+   */
+  socketCookie: number;
+  /** Network-namespace cookie of the socket (a per-boot counter too, see {@link socketCookie}). */
+  netnsCookie: number;
   /** Wall-clock time of the kernel event, ns since the Unix epoch (from the monotonic clock). */
   timeUnixNano: bigint;
   /** Connection age at the event, ns (0 for failures that never established). */

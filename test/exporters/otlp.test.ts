@@ -18,7 +18,7 @@ function logEntry(i: number, kind: 'close' | 'fail' = 'close'): AccessLogEntry {
   return {
     event: {
       kind, direction: 'INBOUND', family: 4, srcAddr: '10.244.0.17', srcPort: 40000 + i, dstAddr: '10.244.0.13', dstPort: 9080,
-      socketCookie: BigInt(i), netnsCookie: 1n, timeUnixNano: 1726301966552709932n + BigInt(i), durationNs: 2733902,
+      socketCookie: i, netnsCookie: 1, timeUnixNano: 1726301966552709932n + BigInt(i), durationNs: 2733902,
       sentBytes: 5, receivedBytes: 292, srttUs: 250, minRttUs: 100, retransmits: 1, lostPackets: 0, segsIn: 1, segsOut: 1,
       state: 'CLOSE', ...(kind === 'fail' ? { failure: 'refused' as const } : {}),
     },

@@ -5,14 +5,21 @@ import type { AccessLogFilterConfig } from './config.js';
 /** Why an entry was left out; the label of the self-metric that counts it. */
 export type FilterReason = 'event' | 'failures_only' | 'namespace' | 'port' | 'sampled';
 
+const TWO_32 = 4294967296;
+
 /**
  * 32-bit mix of a socket cookie (Murmur3's finaliser). Cookies are handed
  * out sequentially by the kernel, so `cookie % N` alone would follow
  * patterns in how connections are opened (e.g. both sockets of a loopback
  * pair have adjacent cookies); the mix spreads them evenly.
+ *
+ * The cookie is a whole number below 2^53 (see ConnectionEvent.socketCookie);
+ * its low and high 32-bit halves are folded together first, so every bit
+ * counts and the result equals that of the 64-bit value.
  */
-export function mixCookie(cookie: bigint): number {
-  let h = Number(cookie & 0xffffffffn) ^ Number((cookie >> 32n) & 0xffffffffn);
+export function mixCookie(cookie: number): number {
+  // `>>> 0` is the value modulo 2^32; the division by a power of two is exact.
+  let h = (cookie >>> 0) ^ (Math.floor(cookie / TWO_32) >>> 0);
   h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
   h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
   return (h ^ (h >>> 16)) >>> 0;

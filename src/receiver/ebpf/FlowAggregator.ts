@@ -8,6 +8,17 @@ import type { ConnectionEvent, FailureReason } from '../../model/connection.js';
 import { emptyFlowValues, RawAttr, type FlowPoint } from '../../model/metrics.js';
 import type { ConnectionDelta } from './ConnectionTable.js';
 
+/**
+ * What aggregation reads of an event: a {@link ConnectionEvent}, or the
+ * receiver's reused per-record object (decode.ts `DecodedRecord`), which
+ * carries only these fields. Nothing of it is kept (address strings are
+ * immutable), so the caller may overwrite it after {@link FlowAggregator.add}.
+ */
+export type FlowInput = Pick<
+  ConnectionEvent,
+  'kind' | 'direction' | 'srcAddr' | 'dstAddr' | 'dstPort' | 'origDstAddr' | 'origDstPort' | 'failure' | 'durationNs' | 'srttUs'
+>;
+
 /** Small integers for the failure reason in the numeric part of the key (0: none). */
 const FAILURE_INDEX: Record<FailureReason, number> = {
   refused: 1,
@@ -44,7 +55,7 @@ export class FlowAggregator {
    *   fail   -> failed + 1 (a failed connect was never opened)
    *   report -> deltas and an RTT sample
    */
-  add(e: ConnectionEvent, delta: ConnectionDelta): void {
+  add(e: FlowInput, delta: ConnectionDelta): void {
     const p = this.pointFor(e);
     switch (e.kind) {
       case 'fail':
@@ -78,7 +89,7 @@ export class FlowAggregator {
     return out;
   }
 
-  private pointFor(e: ConnectionEvent): FlowPoint {
+  private pointFor(e: FlowInput): FlowPoint {
     if (e.origDstAddr !== undefined || e.origDstPort !== undefined) return this.pointWithOrigDst(e);
     let byDst = this.byAddress.get(e.srcAddr);
     if (byDst === undefined) {
@@ -99,7 +110,7 @@ export class FlowAggregator {
     return p;
   }
 
-  private pointWithOrigDst(e: ConnectionEvent): FlowPoint {
+  private pointWithOrigDst(e: FlowInput): FlowPoint {
     // No field can contain a space.
     const key =
       e.srcAddr +
@@ -123,7 +134,7 @@ export class FlowAggregator {
     return p;
   }
 
-  private newPoint(e: ConnectionEvent): FlowPoint {
+  private newPoint(e: FlowInput): FlowPoint {
     const attributes: Record<string, string> = {
       [RawAttr.direction]: e.direction,
       [RawAttr.sourceAddress]: e.srcAddr,

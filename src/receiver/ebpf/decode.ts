@@ -5,7 +5,7 @@
  * rule "do not crash after start-up" asks.
  */
 import { endianness } from 'node:os';
-import type { ConnectionEvent, Direction } from '../../model/connection.js';
+import type { ConnectionEvent, ConnectionEventKind, Direction, FailureReason } from '../../model/connection.js';
 import { formatIPv6, IPv4TextCache, isV4Mapped, isZero } from './address.js';
 import {
   AF_INET,
@@ -85,7 +85,7 @@ export function newDecodeContext(clock: MonotonicClock = sharedClock()): DecodeC
   return { clock, ipv4: new IPv4TextCache() };
 }
 
-/** A u64 field as a number: exact below 2^53 (bytes, ns durations), which is all these fields reach. */
+/** A u64 field as a number: exact below 2^53 (bytes, ns, cookies), which is all these fields reach. */
 function u64(view: DataView, off: number): number {
   return LE
     ? view.getUint32(off + 4, true) * TWO_32 + view.getUint32(off, true)
@@ -99,11 +99,48 @@ function addressText(view: DataView, off: number, family: number, ctx: DecodeCon
   return formatIPv6(view, off);
 }
 
+/** The event's family: 4 for AF_INET and for IPv4-mapped IPv6 on both ends. Only for a validated record. */
+function modelFamily(view: DataView, offset: number): 4 | 6 {
+  if (view.getUint16(offset + OFF_FAMILY, LE) === AF_INET) return 4;
+  return isV4Mapped(view, offset + OFF_SRC_ADDR) && isV4Mapped(view, offset + OFF_DST_ADDR) ? 4 : 6;
+}
+
 /**
- * Decodes the record at `offset`. Returns the event, or why it was skipped.
- * Never throws (a record running past the end is `truncated`).
+ * The part of a record that the connection table and the flow aggregator
+ * read, decoded into one object that the caller reuses for every record: the
+ * metrics path allocates nothing per record, and the fields only a log entry
+ * needs (family, source port, netns cookie, the wall-clock time as a BigInt,
+ * minimum RTT, segment counts, state) are not read at all unless the record becomes
+ * one ({@link eventFromRecord}). Field meanings are those of
+ * {@link ConnectionEvent}; every field is written by {@link decodeInto}, so
+ * nothing of a previous record survives. Never keep it past the next record:
+ * anything kept (a log entry) must be a fresh {@link ConnectionEvent}.
  */
-export function decodeRecord(view: DataView, offset: number, ctx: DecodeContext = getDefaultContext()): ConnectionEvent | DecodeError {
+export class DecodedRecord {
+  kind: ConnectionEventKind = 'open';
+  direction: Direction = 'OUTBOUND';
+  srcAddr = '';
+  dstAddr = '';
+  dstPort = 0;
+  origDstAddr: string | undefined = undefined;
+  origDstPort: number | undefined = undefined;
+  socketCookie = 0;
+  durationNs = 0;
+  sentBytes = 0;
+  receivedBytes = 0;
+  srttUs = 0;
+  retransmits = 0;
+  lostPackets = 0;
+  failure: FailureReason | undefined = undefined;
+}
+
+/**
+ * Validates the record at `offset` and decodes the metrics path's part of it
+ * into `out`. Returns why the record must be skipped (then `out` is
+ * unspecified), or undefined. Never throws (a record running past the end is
+ * `truncated`).
+ */
+export function decodeInto(view: DataView, offset: number, ctx: DecodeContext, out: DecodedRecord): DecodeError | undefined {
   if (offset < 0 || offset + RECORD_SIZE > view.byteLength) return 'truncated';
   const kindValue = view.getUint8(offset + OFF_KIND);
   const kind = KIND_BY_VALUE[kindValue];
@@ -116,42 +153,85 @@ export function decodeRecord(view: DataView, offset: number, ctx: DecodeContext 
   const srcOff = offset + OFF_SRC_ADDR;
   const dstOff = offset + OFF_DST_ADDR;
   const origOff = offset + OFF_ORIG_DST_ADDR;
-  const v4 = family === AF_INET || (isV4Mapped(view, srcOff) && isV4Mapped(view, dstOff));
-
-  let origDstAddr: string | undefined;
-  if (!isZero(view, origOff, family === AF_INET ? 4 : 16)) origDstAddr = addressText(view, origOff, family, ctx);
-  const origPort = view.getUint16(offset + OFF_ORIG_DST_PORT, LE);
-
-  const startNs = u64(view, offset + OFF_START_NS);
-  const eventNs = u64(view, offset + OFF_EVENT_NS);
   const isFail = kindValue === RecordKind.RECORD_FAIL;
 
+  out.kind = kind;
+  out.direction = direction;
+  out.srcAddr = addressText(view, srcOff, family, ctx);
+  out.dstAddr = addressText(view, dstOff, family, ctx);
+  out.dstPort = view.getUint16(offset + OFF_DST_PORT, LE);
+  out.origDstAddr = isZero(view, origOff, family === AF_INET ? 4 : 16) ? undefined : addressText(view, origOff, family, ctx);
+  const origPort = view.getUint16(offset + OFF_ORIG_DST_PORT, LE);
+  out.origDstPort = origPort === 0 ? undefined : origPort;
+  out.socketCookie = u64(view, offset + OFF_SOCKET_COOKIE);
+  // The model defines failures' age as 0; start_ns 0 means "not established".
+  const startNs = isFail ? 0 : u64(view, offset + OFF_START_NS);
+  const eventNs = startNs === 0 ? 0 : u64(view, offset + OFF_EVENT_NS);
+  out.durationNs = startNs === 0 || eventNs < startNs ? 0 : eventNs - startNs;
+  out.sentBytes = u64(view, offset + OFF_SENT_BYTES);
+  out.receivedBytes = u64(view, offset + OFF_RECEIVED_BYTES);
+  out.srttUs = view.getUint32(offset + OFF_SRTT_US, LE);
+  out.retransmits = view.getUint32(offset + OFF_TOTAL_RETRANS, LE);
+  out.lostPackets = view.getUint32(offset + OFF_LOST_OUT, LE);
+  out.failure = isFail ? failureReason(view.getUint32(offset + OFF_SK_ERR, LE)) : undefined;
+  return undefined;
+}
+
+/**
+ * A fresh {@link ConnectionEvent} for the record at `offset`, which `r` holds
+ * decoded by {@link decodeInto}: copies `r` and reads the fields only events
+ * carry. The result shares nothing mutable with `r` (strings are immutable),
+ * so it may be kept while `r` moves on to the next record.
+ */
+export function eventFromRecord(view: DataView, offset: number, ctx: DecodeContext, r: DecodedRecord): ConnectionEvent {
   return {
-    kind,
-    direction,
-    family: v4 ? 4 : 6,
-    srcAddr: addressText(view, srcOff, family, ctx),
+    kind: r.kind,
+    direction: r.direction,
+    family: modelFamily(view, offset),
+    srcAddr: r.srcAddr,
     srcPort: view.getUint16(offset + OFF_SRC_PORT, LE),
-    dstAddr: addressText(view, dstOff, family, ctx),
-    dstPort: view.getUint16(offset + OFF_DST_PORT, LE),
-    origDstAddr,
-    origDstPort: origPort === 0 ? undefined : origPort,
-    socketCookie: view.getBigUint64(offset + OFF_SOCKET_COOKIE, LE),
-    netnsCookie: view.getBigUint64(offset + OFF_NETNS_COOKIE, LE),
+    dstAddr: r.dstAddr,
+    dstPort: r.dstPort,
+    origDstAddr: r.origDstAddr,
+    origDstPort: r.origDstPort,
+    socketCookie: r.socketCookie,
+    netnsCookie: u64(view, offset + OFF_NETNS_COOKIE),
     timeUnixNano: ctx.clock.toUnixNano(view.getBigUint64(offset + OFF_EVENT_NS, LE)),
-    // The model defines failures' age as 0; start_ns 0 means "not established".
-    durationNs: isFail || startNs === 0 || eventNs < startNs ? 0 : eventNs - startNs,
-    sentBytes: u64(view, offset + OFF_SENT_BYTES),
-    receivedBytes: u64(view, offset + OFF_RECEIVED_BYTES),
-    srttUs: view.getUint32(offset + OFF_SRTT_US, LE),
+    durationNs: r.durationNs,
+    sentBytes: r.sentBytes,
+    receivedBytes: r.receivedBytes,
+    srttUs: r.srttUs,
     minRttUs: view.getUint32(offset + OFF_MIN_RTT_US, LE),
-    retransmits: view.getUint32(offset + OFF_TOTAL_RETRANS, LE),
-    lostPackets: view.getUint32(offset + OFF_LOST_OUT, LE),
+    retransmits: r.retransmits,
+    lostPackets: r.lostPackets,
     segsIn: view.getUint32(offset + OFF_SEGS_IN, LE),
     segsOut: view.getUint32(offset + OFF_SEGS_OUT, LE),
     state: tcpStateName(view.getUint8(offset + OFF_STATE)),
-    failure: isFail ? failureReason(view.getUint32(offset + OFF_SK_ERR, LE)) : undefined,
+    failure: r.failure,
   };
+}
+
+/** decodeRecord's scratch: decoding is synchronous and calls out to nothing, so one per module is safe. */
+const scratch = new DecodedRecord();
+
+/**
+ * Decodes the record at `offset`. Returns a fresh event, or why it was
+ * skipped. Never throws (a record running past the end is `truncated`).
+ */
+export function decodeRecord(view: DataView, offset: number, ctx: DecodeContext = getDefaultContext()): ConnectionEvent | DecodeError {
+  const err = decodeInto(view, offset, ctx, scratch);
+  return err !== undefined ? err : eventFromRecord(view, offset, ctx, scratch);
+}
+
+/**
+ * The byte length of the whole records in `buf`; a length that is not a
+ * multiple of the record size counts once as `truncated` (the trailing bytes
+ * are skipped). For loops over a batch, with {@link countDecodeError}.
+ */
+export function wholeRecordsLength(buf: Uint8Array, stats: DecodeStats): number {
+  const whole = buf.byteLength - (buf.byteLength % RECORD_SIZE);
+  if (whole !== buf.byteLength) stats.truncated++;
+  return whole;
 }
 
 /**
@@ -168,23 +248,24 @@ export function decodeBatch(
   ctx: DecodeContext = getDefaultContext(),
 ): number {
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const whole = buf.byteLength - (buf.byteLength % RECORD_SIZE);
-  if (whole !== buf.byteLength) stats.truncated++;
+  const whole = wholeRecordsLength(buf, stats);
+  const r = new DecodedRecord();
   let handed = 0;
   for (let off = 0; off < whole; off += RECORD_SIZE) {
-    const r = decodeRecord(view, off, ctx);
-    if (typeof r === 'string') {
-      countError(stats, r);
+    const err = decodeInto(view, off, ctx, r);
+    if (err !== undefined) {
+      countDecodeError(stats, err);
       continue;
     }
     stats.decoded++;
     handed++;
-    onRecord(r);
+    onRecord(eventFromRecord(view, off, ctx, r));
   }
   return handed;
 }
 
-function countError(stats: DecodeStats, e: DecodeError): void {
+/** Counts a skipped record by reason. */
+export function countDecodeError(stats: DecodeStats, e: DecodeError): void {
   switch (e) {
     case 'truncated':
       stats.truncated++;

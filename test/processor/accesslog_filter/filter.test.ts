@@ -14,7 +14,7 @@ import { testSettings } from '../../helpers/settings.js';
 function entry(cookie: number, over: Partial<ConnectionEvent> = {}, attributes: Record<string, string> = {}): AccessLogEntry {
   const event: ConnectionEvent = {
     kind: 'close', direction: 'OUTBOUND', family: 4, srcAddr: '10.244.0.17', srcPort: 40000 + cookie,
-    dstAddr: '10.244.0.11', dstPort: 80, socketCookie: BigInt(cookie), netnsCookie: 1n,
+    dstAddr: '10.244.0.11', dstPort: 80, socketCookie: cookie, netnsCookie: 1,
     timeUnixNano: 1_726_301_966_552_709_932n, durationNs: 2_733_902, sentBytes: 5, receivedBytes: 292,
     srttUs: 0, minRttUs: 0, retransmits: 0, lostPackets: 0, segsIn: 0, segsOut: 0, state: 'CLOSE', ...over,
   };
@@ -27,7 +27,7 @@ function run(config: unknown, entries: AccessLogEntry[]): { kept: number[]; coun
     counts[why] = (counts[why] ?? 0) + n;
   });
   const out = body({ entries });
-  return { kept: out.entries.map((e) => Number(e.event.socketCookie)), counts };
+  return { kept: out.entries.map((e) => e.event.socketCookie), counts };
 }
 
 describe('accesslog_filter', () => {
@@ -66,22 +66,22 @@ describe('accesslog_filter', () => {
     const { kept, counts } = run({ sample_successful: n }, entries);
     const keptClosed = kept.filter((c) => c <= 10_000);
     // The exact set is the one the mix selects; the count is close to 1/N.
-    assert.deepEqual(keptClosed, entries.filter((e) => e.event.kind === 'close' && mixCookie(e.event.socketCookie) % n === 0).map((e) => Number(e.event.socketCookie)));
+    assert.deepEqual(keptClosed, entries.filter((e) => e.event.kind === 'close' && mixCookie(e.event.socketCookie) % n === 0).map((e) => e.event.socketCookie));
     assert.ok(keptClosed.length > 900 && keptClosed.length < 1100, `kept ${keptClosed.length} of 10000`);
     assert.equal(kept.length - keptClosed.length, 100, 'every failure kept');
     assert.deepEqual(counts, { sampled: 10_000 - keptClosed.length });
     // The same socket's periodic report and close share the decision.
     const sampledIn = keptClosed[0]!;
-    const sampledOut = entries.find((e) => !keptClosed.includes(Number(e.event.socketCookie)))!.event.socketCookie;
-    const again = run({ sample_successful: n }, [entry(sampledIn, { kind: 'report' }), entry(sampledIn), entry(Number(sampledOut), { kind: 'report' })]);
+    const sampledOut = entries.find((e) => !keptClosed.includes(e.event.socketCookie))!.event.socketCookie;
+    const again = run({ sample_successful: n }, [entry(sampledIn, { kind: 'report' }), entry(sampledIn), entry(sampledOut, { kind: 'report' })]);
     assert.deepEqual(again.kept, [sampledIn, sampledIn]);
   });
 
   it('does not follow the cookie sequence (1 in 2 is not every other socket)', () => {
     let agree = 0;
-    for (let c = 1n; c <= 1000n; c++) if ((mixCookie(c) % 2 === 0) === (c % 2n === 0n)) agree++;
+    for (let c = 1; c <= 1000; c++) if ((mixCookie(c) % 2 === 0) === (c % 2 === 0)) agree++;
     assert.ok(agree > 400 && agree < 600, `decision agrees with cookie parity ${agree} of 1000 times`);
-    assert.equal(mixCookie(0x1_0000_0001n), mixCookie(0n), 'high and low halves fold together');
+    assert.equal(mixCookie(0x1_0000_0001), mixCookie(0), 'high and low halves fold together');
   });
 
   it('counts what it left out in self-metrics, by processor and reason', async () => {
@@ -92,7 +92,7 @@ describe('accesslog_filter', () => {
     await p.start({ reportFatalError: () => undefined });
     p.consumeLogs({ entries: [entry(1, { dstPort: 15021 }), entry(2)] });
     p.consumeLogs({ entries: [entry(3, { dstPort: 15021 })] });
-    assert.deepEqual(got.map((b) => b.entries.map((e) => Number(e.event.socketCookie))), [[2]]);
+    assert.deepEqual(got.map((b) => b.entries.map((e) => e.event.socketCookie)), [[2]]);
     const { resourceMetrics } = await settings.telemetry.producer.collect();
     const metrics = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics);
     const filtered = metrics.find((m) => m.descriptor.name === 'kmesh_otel_processor_filtered_log_records');
