@@ -120,7 +120,7 @@ export async function run(ctx: BenchContext): Promise<Figure[]> {
     full.push(r.pipelinePerSec);
     noLogs.push(r.pipelineNoLogsPerSec);
     decode.push(r.decodePerSec);
-    ctx.log(`receiver run ${i + 1}/${runs}: ${(r.pipelinePerSec / 1e6).toFixed(2)}M records/s`);
+    ctx.log(`receiver run ${i + 1}/${runs}: ${(r.pipelineNoLogsPerSec / 1e6).toFixed(2)}M records/s metrics path, ${(r.pipelinePerSec / 1e6).toFixed(2)}M with log entries`);
   }
   const raw = ctx.shared.get(SHARED_RAW_DRAIN_RATE);
   const rawRuns = typeof raw === 'number' ? [raw] : undefined;
@@ -128,23 +128,31 @@ export async function run(ctx: BenchContext): Promise<Figure[]> {
   const note = rawRuns ? '' : ' The raw drain rate was not measured in this run (run `npm run bench -- drain receiver` as root).';
   return [
     figure({
+      id: 'receiver.pipeline_no_logs',
+      title: 'decode + connection table + flow aggregation (the metrics path)',
+      unit: 'records/s',
+      runs: noLogs,
+      ...(against ? { comparison: against } : {}),
+      // Issue 3: "records per second through decode + connection table on
+      // one core, against the raw drain rate"; the access-log entries are
+      // measured below, and their own cost in bench/logs.ts.
+      target: '>= 1.5M records/s and >= 0.5 of the raw drain rate',
+      check: (f) => f.median >= 1.5e6 && (f.ratio === undefined || f.ratio >= 0.5),
+      notes:
+        `Synthetic batches of 7,700 records (about 1 MiB of ringbuf): half opens, half closes of the previous batch's sockets, ` +
+        `256 client x 64 server addresses, 1 in 8 IPv4-mapped IPv6. ${seconds} s per run, one core, no consumers. ` +
+        `The raw drain rate is the drain module's median in the same \`npm run bench\` (measured a minute apart, not interleaved).` +
+        note,
+    }),
+    figure({
       id: 'receiver.pipeline',
       title: 'decode + connection table + flow aggregation + access-log entries',
       unit: 'records/s',
       runs: full,
       ...(against ? { comparison: against } : {}),
-      target: '>= 1.5M records/s and >= 0.5 of the raw drain rate',
-      check: (f) => f.median >= 1.5e6 && (f.ratio === undefined || f.ratio >= 0.5),
       notes:
-        `Synthetic batches of 7,700 records (about 1 MiB of ringbuf): half opens, half closes of the previous batch's sockets, ` +
-        `256 client x 64 server addresses, 1 in 8 IPv4-mapped IPv6. ${seconds} s per run, one core, no consumers.` + note,
-    }),
-    figure({
-      id: 'receiver.pipeline_no_logs',
-      title: 'decode + connection table + flow aggregation (metrics pipeline only)',
-      unit: 'records/s',
-      runs: noLogs,
-      ...(against ? { comparison: against } : {}),
+        'The same batches with a logs consumer: every close also becomes a full ConnectionEvent (bigint timestamp, ' +
+        'every field) in an access-log entry, which the metrics path never builds.',
     }),
     figure({ id: 'receiver.decode', title: 'decode only', unit: 'records/s', runs: decode }),
   ];

@@ -97,7 +97,7 @@ absolute figures). To size a node:
   100,000 live connections; the comparison is the same agent before the connections were
   opened, so the ratio is what tracking the connections costs. Set the agent's memory limit
   above the peak in the notes, and the Prometheus \`scrape_timeout\` above the slowest scrape
-  (a scrape that coincides with the periodic iterator walk waits for it). An RSS figure
+  (the periodic iterator walk runs on a thread of the addon: a scrape during it competes for CPU only). An RSS figure
   measured from source (tsx) includes the loader; the notes say which.
 - **OTLP** (\`otlp.metric_points_per_sec\`): metric data points per second the otlp exporter
   pushes to a receiver; divide by your series count for the shortest useful
