@@ -7,7 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { figure, type BenchContext, type Figure } from './lib/types.js';
+import { figure, median, type BenchContext, type Figure } from './lib/types.js';
 
 export const title = 'k8s_attributes: enrichment with 10,000 pods and 5,000 services indexed';
 export const budgetSeconds = 150;
@@ -48,13 +48,16 @@ export async function run(ctx: BenchContext): Promise<Figure[]> {
     }),
     figure({
       id: 'k8s.istio_cached',
-      title: 'Istio label set per point, memoised (IstioAttributeCache, warm)',
+      title: 'Istio label set per point, memoised (IstioAttributeCache.entry, warm: the lookup processMetrics does)',
       unit: 'points/s',
-      runs: runsOf('IstioAttributeCache'),
+      runs: runsOf('IstioAttributeCache.entry'),
       comparison: { title: 'istioAttributes uncached (every point a cache miss)', runs: runsOf('istioAttributes') },
       target: '>= 2M lookups/s',
       check: (f) => f.median >= 2e6,
-      notes: `${scope}; 4,096 distinct raw keys.`,
+      notes:
+        `${scope}; 4,096 distinct raw keys. The shared label block, as processMetrics uses it; ` +
+        `attributes(), which returns a private copy of the 23 labels, runs at ` +
+        `${(median(runsOf('IstioAttributeCache.attributes')) / 1e6).toFixed(2)}M points/s.`,
     }),
     figure({
       id: 'k8s.process_metrics',
