@@ -92,7 +92,7 @@ function makeEntries(): AccessLogEntry[] {
         dstAddr: i % 8 === 0 ? `fd00:10:245::${server.toString(16)}` : `10.244.2.${server}`,
         dstPort: 9080,
         socketCookie: i + 1,
-        netnsCookie: 4026531840,
+        netnsCookie: 1, // a real netns cookie: a small per-boot counter (init_net has the first)
         timeUnixNano: base + BigInt(i) * 1_000_000n,
         durationNs: fail ? 0 : 2_733_902 + i * 1_000,
         sentBytes: fail ? 0 : 5 + i,

@@ -174,7 +174,7 @@ function makeWorkload(): Workload {
       dstAddr: flow.dst,
       dstPort: 8080,
       socketCookie: i + 1,
-      netnsCookie: 4026531840,
+      netnsCookie: 1, // a real netns cookie: a small per-boot counter (init_net has the first)
       timeUnixNano: 1_726_301_966_552_709_932n + BigInt(i),
       durationNs: close ? 1_000_000 + Math.floor(rnd() * 5e9) : 0,
       sentBytes: sent,
