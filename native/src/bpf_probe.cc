@@ -631,44 +631,52 @@ Napi::Value BpfProbe::IterateAsync(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsFunction()) Throw(env, "iterateAsync(callback): callback must be a function");
   PrepareWalk(env, "iterateAsync");
   if (walkThread_.joinable()) walkThread_.join();  // the previous walk's thread has delivered already
+  auto tsfn = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "kmesh_bpf_walk", 0, 1);
   walking_.store(true);
   Ref();  // the probe outlives the walk even if JS drops it meanwhile
-  auto tsfn = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "kmesh_bpf_walk", 0, 1);
-  walkThread_ = std::thread([this, tsfn]() mutable {
-    struct Result {
-      int err;
-      std::vector<uint8_t> records;
-    };
-    auto* result = new Result{0, {}};
-    result->err = WalkInto(result->records);
-    napi_status st = tsfn.BlockingCall(result, [this](Napi::Env env, Napi::Function cb, Result* r) {
-      std::unique_ptr<Result> owned(r);
-      if (env == nullptr || cb == nullptr) return;  // environment finalizing
-      // Records consumed after the walk ended, still held back: theirs is the next place in order.
-      std::vector<uint8_t> later = TakeReady();
-      owned->records.insert(owned->records.end(), later.begin(), later.end());
-      walking_.store(false);
-      Unref();
-      try {
-        if (owned->err) {
-          int e = owned->err;
-          Napi::Error error = Napi::Error::New(env, std::string("reading the ") + IterKind() + " iterator failed: " +
-                                                        strerror(e) + " (errno " + std::to_string(e) + ")");
-          error.Set("errno", Napi::Number::New(env, e));
-          cb.Call({error.Value()});
-        } else {
-          cb.Call({env.Null(), ToBuffer(env, std::move(owned->records))});
+  try {
+    walkThread_ = std::thread([this, tsfn]() mutable {
+      struct Result {
+        int err;
+        std::vector<uint8_t> records;
+      };
+      auto* result = new Result{0, {}};
+      result->err = WalkInto(result->records);
+      napi_status st = tsfn.BlockingCall(result, [this](Napi::Env env, Napi::Function cb, Result* r) {
+        std::unique_ptr<Result> owned(r);
+        if (env == nullptr || cb == nullptr) return;  // environment finalizing
+        // Records consumed after the walk ended, still held back: theirs is the next place in order.
+        std::vector<uint8_t> later = TakeReady();
+        owned->records.insert(owned->records.end(), later.begin(), later.end());
+        walking_.store(false);
+        Unref();
+        try {
+          if (owned->err) {
+            int e = owned->err;
+            Napi::Error error = Napi::Error::New(env, std::string("reading the ") + IterKind() + " iterator failed: " +
+                                                          strerror(e) + " (errno " + std::to_string(e) + ")");
+            error.Set("errno", Napi::Number::New(env, e));
+            cb.Call({error.Value()});
+          } else {
+            cb.Call({env.Null(), ToBuffer(env, std::move(owned->records))});
+          }
+        } catch (const Napi::Error& e) {
+          napi_fatal_exception(env, e.Value());
         }
-      } catch (const Napi::Error& e) {
-        napi_fatal_exception(env, e.Value());
-      }
     });
     if (st != napi_ok) {
       delete result;
       walking_.store(false);
     }
     tsfn.Release();
-  });
+    });
+  } catch (...) {
+    // No thread (out of resources): undo, so the next tick can try again.
+    walking_.store(false);
+    Unref();
+    tsfn.Release();
+    throw;
+  }
   return env.Undefined();
 }
 
