@@ -727,7 +727,7 @@ Napi::Value BpfProbe::ProgramIds(const Napi::CallbackInfo& info) {
   return o;
 }
 
-const char* BpfProbe::IterKind() const { return iter_ == fileIter_ ? "task_file" : "sk_storage_map"; }
+const char* BpfProbe::IterKind() const { return iter_ != nullptr && iter_ == fileIter_ ? "task_file" : "sk_storage_map"; }
 
 Napi::Value BpfProbe::IteratorInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
