@@ -582,11 +582,17 @@ int BpfProbe::WalkInto(std::vector<uint8_t>& all) {
     std::vector<uint8_t> more = TakeReady();
     after.insert(after.end(), more.begin(), more.end());
   }
-  all.clear();
-  all.reserve(out.size() + fallback.size() + after.size());
-  all.insert(all.end(), out.begin(), out.end());
-  all.insert(all.end(), fallback.begin(), fallback.end());
-  all.insert(all.end(), after.begin(), after.end());
+  if (out.empty() && fallback.empty()) {
+    // The usual case (the drain thread took everything before the walk and
+    // the ring never filled): no second copy of a walk-sized buffer.
+    all = std::move(after);
+  } else {
+    all.clear();
+    all.reserve(out.size() + fallback.size() + after.size());
+    all.insert(all.end(), out.begin(), out.end());
+    all.insert(all.end(), fallback.begin(), fallback.end());
+    all.insert(all.end(), after.begin(), after.end());
+  }
   std::vector<uint8_t>().swap(out);
   std::vector<uint8_t>().swap(fallback);
   std::vector<uint8_t>().swap(after);
