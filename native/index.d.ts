@@ -66,6 +66,11 @@ export declare class BpfProbe {
    */
   attachCgroup(path: string): void;
   /**
+   * Destroys every cgroup link of this probe (returns how many); everything
+   * else stays loaded and draining, and attachCgroup() may attach again.
+   */
+  detachCgroups(): number;
+  /**
    * Starts the drain thread: records are handed to `onBatch` as one packed
    * Buffer per batch, at the latest every `pollTimeoutMs` (1..60000) and
    * earlier when the ringbuf fill passes `wakeupBytes`. Keeps the event loop

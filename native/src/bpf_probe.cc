@@ -152,6 +152,7 @@ Napi::Function BpfProbe::Init(Napi::Env env) {
                      {
                          InstanceMethod("load", &BpfProbe::Load),
                          InstanceMethod("attachCgroup", &BpfProbe::AttachCgroup),
+                         InstanceMethod("detachCgroups", &BpfProbe::DetachCgroups),
                          InstanceMethod("startDrain", &BpfProbe::StartDrain),
                          InstanceMethod("stopDrain", &BpfProbe::StopDrain),
                          InstanceMethod("drainNow", &BpfProbe::DrainNow),
@@ -328,6 +329,19 @@ Napi::Value BpfProbe::AttachCgroup(const Napi::CallbackInfo& info) {
   if (!link) ThrowErrno(env, "cannot attach kmesh_sockops to cgroup " + path, saved);
   cgroupLinks_.push_back(link);
   return env.Undefined();
+}
+
+// Destroys the cgroup links only: maps, the ringbuf reader and the drain
+// thread stay, so attachCgroup() can attach again (the churn benchmark
+// toggles the probe under a running load this way). Sockets that got state
+// while attached keep it until they close.
+Napi::Value BpfProbe::DetachCgroups(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireState(env, true, "detachCgroups");
+  size_t n = cgroupLinks_.size();
+  for (bpf_link* l : cgroupLinks_) bpf_link__destroy(l);
+  cgroupLinks_.clear();
+  return Napi::Number::New(env, static_cast<double>(n));
 }
 
 int BpfProbe::OnSample(void* ctx, void* data, size_t size) {

@@ -5,6 +5,7 @@
 //   new BpfProbe(objPath, tunables)  open + set .rodata tunables / ringbuf size
 //   load()                           verify and create maps/programs
 //   attachCgroup(path)               bpf_link at a cgroup-v2 directory (never pinned)
+//   detachCgroups()                  destroy those links, keep the rest (re-attachable)
 //   startDrain(onBatch, pollMs)      native thread: ringbuf -> one Buffer per batch
 //   drainNow() / iterate()           synchronous reads (tests)
 //   iterateAsync(cb)                 the periodic walk on a thread of its own
@@ -47,6 +48,7 @@ class BpfProbe : public Napi::ObjectWrap<BpfProbe> {
  private:
   Napi::Value Load(const Napi::CallbackInfo& info);
   Napi::Value AttachCgroup(const Napi::CallbackInfo& info);
+  Napi::Value DetachCgroups(const Napi::CallbackInfo& info);
   Napi::Value StartDrain(const Napi::CallbackInfo& info);
   Napi::Value StopDrain(const Napi::CallbackInfo& info);
   Napi::Value DrainNow(const Napi::CallbackInfo& info);

@@ -54,6 +54,21 @@ describe('kernel: attach lifecycle', { skip }, () => {
     assert.throws(() => probe.drainNow(), /closed/, 'use after close is a clear error');
   });
 
+  it('detachCgroups() detaches and attachCgroup() attaches again, the probe staying loaded', async () => {
+    const probe = await openProbe();
+    try {
+      const { sockops } = probe.programIds();
+      assert.equal(probe.detachCgroups(), 1, 'one link destroyed');
+      assert.ok(!attachedProgramIds().includes(sockops), 'not attached after detachCgroups()');
+      assert.ok(programExists(sockops), 'still loaded');
+      assert.equal(probe.detachCgroups(), 0, 'nothing left to detach');
+      probe.attachCgroup(CGROUP_ROOT);
+      assert.ok(attachedProgramIds().includes(sockops), 'attached again');
+    } finally {
+      probe.close();
+    }
+  });
+
   it('SIGKILL of the attaching process leaves nothing attached', async () => {
     const c = child(`
       import { BpfProbe } from ${JSON.stringify(NATIVE_INDEX)};
