@@ -5,7 +5,11 @@
  * signals); links are never pinned, so nothing stays attached even if the
  * process is killed.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { BpfProbe as BpfProbeT } from '../../native/index.js';
 
 export type BpfProbe = BpfProbeT;
@@ -40,6 +44,8 @@ export interface OpenProbeOptions {
   /** Kernel BPF run-time stats for programStats() (not what the agent runs with). Default false. */
   runTimeStats?: boolean;
   attach?: boolean;
+  /** Another object with the agent's program and map names (see floorObject()); default the agent's. */
+  objectPath?: string;
 }
 
 /** Loads bpf/tcp_probe.bpf.o (and attaches it at the cgroup-v2 root unless attach: false). */
@@ -48,7 +54,7 @@ export async function openProbe(opts: OpenProbeOptions = {}): Promise<BpfProbe> 
   const tunables: { wakeupBytes: number; ringbufBytes?: number; runTimeStats?: boolean } = { wakeupBytes: opts.wakeupBytes ?? AGENT_WAKEUP_BYTES };
   if (opts.ringbufBytes !== undefined) tunables.ringbufBytes = opts.ringbufBytes;
   if (opts.runTimeStats !== undefined) tunables.runTimeStats = opts.runTimeStats;
-  const probe = new BpfProbe(defaultObjectPath, tunables);
+  const probe = new BpfProbe(opts.objectPath ?? defaultObjectPath, tunables);
   open.add(probe);
   try {
     probe.load();
@@ -74,4 +80,44 @@ export function closeAllProbes(): void {
     }
   }
   open.clear();
+}
+
+/** What each floor object does per connection (bench/lib/floor.bpf.c). */
+export const FLOOR_LEVELS = {
+  1: 'STATE_CB on, every run returns at once',
+  2: '+ sk_storage created at connect / passive establishment, deleted at close',
+  3: '+ one minimal ringbuf record per establishment and close (4 per connection)',
+} as const;
+export type FloorLevel = keyof typeof FLOOR_LEVELS;
+
+const FLOOR_SOURCE = fileURLToPath(new URL('./floor.bpf.c', import.meta.url));
+const BPF_DIR = fileURLToPath(new URL('../../bpf/', import.meta.url));
+let floorDir: string | undefined;
+
+/**
+ * Compiles bench/lib/floor.bpf.c at FLOOR_LEVEL `level` into a temporary
+ * directory (once per level and process) with the flags bpf/Makefile uses,
+ * against the vmlinux.h `npm run build` generated; removed at exit.
+ */
+export function floorObject(level: FloorLevel): string {
+  if (!floorDir) {
+    floorDir = mkdtempSync(join(tmpdir(), 'kmesh-otel-floor-'));
+    const dir = floorDir;
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  }
+  const out = join(floorDir, `floor-${level}.bpf.o`);
+  if (existsSync(out)) return out;
+  const clang = process.env.CLANG ?? 'clang';
+  try {
+    execFileSync(
+      clang,
+      ['-O2', '-g', '-target', 'bpf', '-D__TARGET_ARCH_x86', '-Wall', '-Werror', `-DFLOOR_LEVEL=${level}`,
+        '-I', join(BPF_DIR, 'include'), '-I', BPF_DIR, '-c', FLOOR_SOURCE, '-o', out],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+  } catch (err) {
+    const e = err as { stderr?: Buffer; message: string };
+    throw new Error(`compiling ${FLOOR_SOURCE} with ${clang} failed (needs bpf/vmlinux.h from npm run build): ${e.stderr?.toString() ?? e.message}`);
+  }
+  return out;
 }

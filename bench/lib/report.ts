@@ -77,6 +77,11 @@ absolute figures). To size a node:
   \`kernel.sockops_ns\` is the kernel CPU time per sockops callback: multiply by the
   invocations per connection (in its notes) and your connections/s to get the kernel CPU the
   probe costs (e.g. 10k connections/s × 17 invocations × 450 ns = 7.7% of one core).
+  \`kernel.churn_floor_*\` are the same churn with stripped-down probes (bench/lib/floor.bpf.c)
+  in the same rounds: \`dispatch\` only turns the state callback on, \`storage\` also creates and
+  deletes the per-socket storage an sk_storage iterator walks, \`records\` also puts the four
+  open/close records through the ringbuf. They bound what any probe of this design can
+  reach on the machine: the agent's probe cannot do better than \`records\`.
 - **Lost records** (\`kernel.lost_records\`): records dropped because the ringbuf was full.
   Non-zero means the agent under-counts connections at that rate; give the agent more CPU
   or a bigger ringbuf. If the machine could not reach the target rate, the notes say so.
