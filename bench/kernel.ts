@@ -297,7 +297,9 @@ export async function run(ctx: BenchContext): Promise<Figure[]> {
         `ringbuf) does per connection, without reading a single TCP counter: where its ratio is below 0.95, no such probe ` +
         `meets kernel.churn's target on this machine. ` +
         rates(level) +
-        `Records delivered: ${fr.reduce((a, r) => a + r.records, 0)}; lost: ${fr.reduce((a, r) => a + r.lost, 0)}.`,
+        `Records delivered per connection opened while attached: ` +
+        `${median(fr.map((r) => r.records / Math.max(1, r.attachedConnections))).toFixed(2)} (level 3: 4 expected, ` +
+        `levels 1 and 2: none); lost: ${fr.reduce((a, r) => a + r.lost, 0)}.`,
     });
   });
   return [churnFig, lostFig, nsFig, drained, ...floorFigs];
