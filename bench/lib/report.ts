@@ -78,7 +78,7 @@ absolute figures). To size a node:
   invocations per connection (in its notes) and your connections/s to get the kernel CPU the
   probe costs (e.g. 10k connections/s × 17 invocations × 450 ns = 7.7% of one core).
   \`kernel.churn_floor_*\` are the same churn with stripped-down probes (bench/lib/floor.bpf.c)
-  in the same rounds: \`dispatch\` only turns the state callback on, \`storage\` also creates and
+  measured the same way: \`dispatch\` only turns the state callback on, \`storage\` also creates and
   deletes the per-socket storage an sk_storage iterator walks, \`records\` also puts the four
   open/close records through the ringbuf. They bound what any probe of this design can
   reach on the machine: the agent's probe cannot do better than \`records\`.
