@@ -74,12 +74,15 @@ interface ToggledRun {
  */
 async function toggledRun(opts: ChurnOptions, objectPath: string | undefined): Promise<ToggledRun> {
   const probe = await openProbe({ attach: false, ...(objectPath ? { objectPath } : {}) });
+  const cgroup = cgroupRoot(); // once: not between windows
   try {
     let records = 0;
     probe.startDrain((buf) => {
       records += buf.length / RECORD_SIZE;
     }, AGENT_DRAIN_INTERVAL_MS);
     const churning = runChurn(opts);
+    // Awaited below; until then a failed generator must not become an unhandled rejection.
+    churning.catch(() => {});
     await sleep(TOGGLE_SETTLE_MS); // threads started and connecting
     const windows: ToggledRun['windows'] = [];
     const t0 = Date.now();
@@ -97,7 +100,7 @@ async function toggledRun(opts: ChurnOptions, objectPath: string | undefined): P
         attachedConnections += windows[windows.length - 1]!.rate * secs;
         probe.detachCgroups();
       } else {
-        probe.attachCgroup(cgroupRoot());
+        probe.attachCgroup(cgroup);
       }
       on = !on;
     }
@@ -118,6 +121,9 @@ async function toggledRun(opts: ChurnOptions, objectPath: string | undefined): P
       neighbourRates.push(base);
       ratios.push(windows[i]!.rate / base);
     }
+    const { sockops } = probe.programIds();
+    closeProbe(probe);
+    if (attachedProgramIds(cgroup).includes(sockops)) throw new Error(`sockops program ${sockops} still attached after close()`);
     return { windows, ratios, onRates, neighbourRates, records, lost, attachedSeconds, attachedConnections, churn };
   } finally {
     closeProbe(probe);
