@@ -200,12 +200,7 @@ export async function run(ctx: BenchContext): Promise<Figure[]> {
     let fallback = 0;
     const probe = await openProbe();
     try {
-      const info = probe.iteratorInfo();
-      iterNote =
-        info.kind === 'sk_storage_map'
-          ? 'Iterator program: kmesh_conn_iter (iter/bpf_sk_storage_map, walks the tracked sockets).'
-          : `Iterator program: kmesh_file_iter (iter/task_file, walks every process's open files: this kernel refuses ` +
-            `map-element iterators${info.mapIteratorError ? `, ${info.mapIteratorError}` : ''}).`;
+      iterNote = `Periodic-report source: ${probe.source()} (the agent's auto choice on this kernel).`;
       const held = await holdConnections(count);
       try {
         const f0 = probe.iterFallbackRecords();

@@ -2,19 +2,30 @@
 /*
  * TCP connection telemetry straight from kernel sockets.
  *
- * Two program families share one per-socket state map:
+ * The core, which every supported kernel must load:
  *   - kmesh_sockops   (SEC "sockops", attached at the cgroup-v2 root, so it sees
  *                      every TCP socket of the node, every network namespace):
  *                      emits RECORD_OPEN / RECORD_CLOSE / RECORD_FAIL through the
- *                      `events` ringbuf;
- *   - kmesh_conn_iter (SEC "iter/bpf_sk_storage_map"): walks `conn_state` when
- *                      user space reads the iterator and emits RECORD_REPORT
- *                      records with running totals into the same `events`
- *                      ringbuf (falling back to the read() buffer only when
- *                      the ringbuf is full), see kmesh_conn_iter for why;
- *   - kmesh_file_iter (SEC "iter/task_file"): the same reports, for kernels
- *                      that refuse map-element iterators; user space loads
- *                      one of the two (see kmesh_file_iter).
+ *                      `events` ringbuf, and keeps per-socket state in the
+ *                      `conn_state` sk_storage map.
+ *
+ * Periodic reports of long-lived connections come from one of a ladder of
+ * sources that user space picks by really loading them (feature probes lie
+ * on hardened builds); each program below is optional and loaded on its own,
+ * sharing the core's maps (native/src/bpf_probe.cc, UseSource):
+ *   - kmesh_conn_iter (SEC "iter/bpf_sk_storage_map"): one walk over
+ *                      `conn_state`, tracked sockets only, every namespace;
+ *   - kmesh_tcp_iter  (SEC "iter/tcp"): the TCP sockets of one network
+ *                      namespace, run once per namespace (user space enters
+ *                      each with setns());
+ *   - sock_diag       (no BPF: user space dumps INET_DIAG per namespace and
+ *                      joins the rows to the connections by socket cookie);
+ *   - RTT_CB          (this sockops program itself, when user space sets
+ *                      rtt_report_interval_ns: a report on an ACK with an RTT
+ *                      sample at most once per interval; senders only).
+ * Both iterators emit RECORD_REPORT records with running totals into the same
+ * `events` ringbuf (falling back to the read() buffer only when the ringbuf
+ * is full), see report() for why and for the ordering against closes.
  *
  * There is deliberately no per-packet hook: tracing programs (fentry/kprobe)
  * do not load on the target kernels, and per-packet sockops callbacks would
@@ -35,6 +46,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "record.h"
+#include "maps.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -49,6 +61,14 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
  * everything below. One wake-up per record slowed connection churn 4x.
  */
 const volatile __u64 wakeup_bytes = 64 * 1024;
+
+/*
+ * The RTT_CB source (last rung of the ladder): non-zero turns on
+ * BPF_SOCK_OPS_RTT_CB for sockets established from then on, and a socket
+ * reports at most once per this many ns. Writable after load (in .bss, not
+ * .rodata): the core is loaded before the ladder decides.
+ */
+volatile __u64 rtt_report_interval_ns = 0;
 
 /* Per-socket state, kept in socket-local storage (freed with the socket). */
 struct conn_state {
@@ -72,8 +92,8 @@ struct conn_state {
 	 * fetch on 32-bit operands need -mcpu=v3.
 	 */
 	__u64 closing;
-	/* kmesh_file_iter: the walk that last reported this socket. */
-	__u64 report_gen;
+	/* RTT_CB source: time of this socket's last report. */
+	__u64 last_report_ns;
 	__u8 src_addr[16];
 	__u8 dst_addr[16];
 	__u16 src_port;
@@ -83,46 +103,7 @@ struct conn_state {
 	__u8 established;
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC); /* required for sk_storage */
-	__type(key, int);
-	__type(value, struct conn_state);
-} conn_state SEC(".maps");
-
-/* Default 1 MiB; user space may resize it before load (power of two pages). */
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20);
-} events SEC(".maps");
-
-/* Failed bpf_ringbuf_reserve()s, per CPU so counting never contends. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} lost_records SEC(".maps");
-
-/*
- * RECORD_REPORTs the iterator wrote into the read() buffer (bpf_seq_write)
- * because the ringbuf was full: not lost, but each one brings back the
- * seq_file restart cost kmesh_conn_iter avoids. Per CPU, like lost_records.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} iter_fallback_records SEC(".maps");
-
-/* The current kmesh_file_iter walk (written by user space before each). */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} walk_gen SEC(".maps");
+KMESH_CONN_STATE_MAP(struct conn_state);
 
 /* Keep the record type in the object's BTF even if the compiler would drop
  * it: user space checks its decoder offsets against this BTF. */
@@ -200,6 +181,9 @@ static __always_inline void fill_from_state(const struct conn_state *st, struct 
 	rec->dst_port = st->dst_port;
 	rec->family = st->family;
 	rec->direction = st->direction;
+	/* Sampled at establishment; see record.h. */
+	rec->acked_base = (__u32)st->acked_base;
+	rec->received_base = (__u32)st->received_base;
 }
 
 /*
@@ -314,15 +298,15 @@ static __always_inline void emit(struct tcp_sock *tp, const struct conn_state *s
 	submit(rec);
 }
 
-/* Enables BPF_SOCK_OPS_STATE_CB for this socket, keeping flags other
- * programs attached to the same cgroup may have set. No helper call when it
- * is on already (an active socket had it set at TCP_CONNECT_CB). */
-static __always_inline void want_state_cb(struct bpf_sock_ops *ctx)
+/* Enables the callbacks in `want` for this socket, keeping flags other
+ * programs attached to the same cgroup may have set. No helper call when they
+ * are on already (an active socket had STATE_CB set at TCP_CONNECT_CB). */
+static __always_inline void want_cbs(struct bpf_sock_ops *ctx, __u32 want)
 {
 	__u32 flags = ctx->bpf_sock_ops_cb_flags;
 
-	if (!(flags & BPF_SOCK_OPS_STATE_CB_FLAG))
-		bpf_sock_ops_cb_flags_set(ctx, flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+	if ((flags & want) != want)
+		bpf_sock_ops_cb_flags_set(ctx, flags | want);
 }
 
 static __always_inline void on_established(struct bpf_sock_ops *ctx, struct bpf_sock *bsk,
@@ -344,9 +328,33 @@ static __always_inline void on_established(struct bpf_sock_ops *ctx, struct bpf_
 	st->acked_base = tp->bytes_acked;
 	st->received_base = tp->bytes_received;
 	st->established = 1;
-	want_state_cb(ctx);
+	st->last_report_ns = st->start_ns;
+	/* RTT_CB only when that source is in use: it runs on most ACKs. */
+	want_cbs(ctx, rtt_report_interval_ns ? BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RTT_CB_FLAG
+					     : BPF_SOCK_OPS_STATE_CB_FLAG);
 	/* The open happens at establishment: one clock read for both. */
 	emit(tp, st, RECORD_OPEN, TCP_ESTABLISHED, st->start_ns);
+}
+
+/*
+ * The RTT_CB source: tcp_ack() -> tcp_rtt_estimator() runs this on an ACK
+ * that carries an RTT sample, which only a socket that sends data gets (a
+ * socket that only receives gets none, and so reports only at close: the
+ * documented limit of this source). The socket is locked here, as at
+ * TCP_CLOSE, so a report can never follow its close.
+ */
+static __always_inline void on_rtt(struct bpf_sock *bsk, struct tcp_sock *tp, __u64 interval)
+{
+	struct conn_state *st = bpf_sk_storage_get(&conn_state, bsk, 0, 0);
+	__u64 now;
+
+	if (!st || !st->established)
+		return;
+	now = bpf_ktime_get_ns();
+	if (now - st->last_report_ns < interval)
+		return;
+	st->last_report_ns = now;
+	emit(tp, st, RECORD_REPORT, ((struct sock *)tp)->__sk_common.skc_state, now);
 }
 
 SEC("sockops")
@@ -377,6 +385,10 @@ int kmesh_sockops(struct bpf_sock_ops *ctx)
 		if (ctx->args[1] == TCP_CLOSE)
 			break;
 		return 1;
+	case BPF_SOCK_OPS_RTT_CB:
+		if (rtt_report_interval_ns)
+			break;
+		return 1;
 	default:
 		return 1;
 	}
@@ -403,13 +415,16 @@ int kmesh_sockops(struct bpf_sock_ops *ctx)
 		st->netns_cookie = bpf_get_netns_cookie(ctx);
 		st->connect_ns = bpf_ktime_get_ns();
 		remember_tuple(st, (struct sock *)tp, DIRECTION_OUTBOUND);
-		want_state_cb(ctx);
+		want_cbs(ctx, BPF_SOCK_OPS_STATE_CB_FLAG);
 		break;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 		on_established(ctx, bsk, tp, DIRECTION_OUTBOUND);
 		break;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
 		on_established(ctx, bsk, tp, DIRECTION_INBOUND);
+		break;
+	case BPF_SOCK_OPS_RTT_CB:
+		on_rtt(bsk, tp, rtt_report_interval_ns);
 		break;
 	case BPF_SOCK_OPS_STATE_CB: /* to TCP_CLOSE */
 		st = bpf_sk_storage_get(&conn_state, bsk, 0, 0);
@@ -530,54 +545,32 @@ int kmesh_conn_iter(struct bpf_iter__bpf_sk_storage_map *ctx)
 }
 
 /*
- * The same periodic report, for kernels that refuse map-element iterators:
- * some hardened builds answer EPERM to loading any iter/bpf_map_elem,
- * iter/sockmap or iter/bpf_sk_storage_map program, while task and socket
- * iterators load. This one walks every open file of every process (one
- * files table per process: threads sharing it are skipped by the kernel,
- * task_file_seq_get_next) and reports the tracked TCP sockets among them.
- *
- * Why not iter/tcp: one instance sees only the network namespace that was
- * current when user space created it (seq_sk_match() in net/ipv4/
- * tcp_ipv4.c), so covering the pods would mean setns() into each, which needs
- * CAP_SYS_ADMIN. The task walk covers every namespace with the capabilities
- * the map iterator needs, given the host's PID namespace (the DaemonSet runs
- * with hostPID). What it cannot see: sockets no process holds open any more
- * (closed by the application, still in FIN_WAIT/LAST_ACK: their close record
- * follows shortly) and sockets created inside the kernel.
- *
- * A socket open in several processes (inherited across fork, passed over a
- * unix socket) is met once per process: walk_gen, bumped by user space
- * before each walk, and conn_state.report_gen let only the first meeting
- * report. Nothing else writes report_gen, and walks never overlap (one
- * read() at a time), so a plain store is enough.
+ * The same periodic report from the TCP socket table of one network
+ * namespace: an iter/tcp instance sees only the namespace that was current
+ * when user space created it (bpf_iter_init_seq_net, seq_sk_match() in
+ * net/ipv4/tcp_ipv4.c), so user space creates one per namespace, entering
+ * each with setns() on a thread of its own. For kernels that refuse
+ * map-element iterators (EPERM at load on some hardened builds) while socket
+ * iterators load. Sockets of every state are shown; request and TIME_WAIT
+ * minisocks are not full sockets (bpf_skc_to_tcp_sock returns NULL) and have
+ * no state of ours anyway. Each socket is in exactly one namespace, so a walk
+ * over every namespace reports it once.
  */
-SEC("iter/task_file")
-int kmesh_file_iter(struct bpf_iter__task_file *ctx)
+SEC("iter/tcp")
+int kmesh_tcp_iter(struct bpf_iter__tcp *ctx)
 {
-	struct file *file = ctx->file;
+	struct sock_common *skc = ctx->sk_common;
 	struct conn_state *st;
-	struct socket *sock;
 	struct tcp_sock *tp;
-	__u32 zero = 0;
-	__u64 *gen;
 
-	if (!file)
+	if (!skc)
 		return 0;
-	sock = bpf_sock_from_file(file);
-	if (!sock || !sock->sk)
-		return 0;
-	tp = bpf_skc_to_tcp_sock(sock->sk);
+	tp = bpf_skc_to_tcp_sock(skc);
 	if (!tp)
 		return 0;
 	st = bpf_sk_storage_get(&conn_state, tp, 0, 0);
 	if (!st || !st->established)
 		return 0;
-	gen = bpf_map_lookup_elem(&walk_gen, &zero);
-	if (!gen || st->report_gen == *gen)
-		return 0;
-	/* Not marked when the report did not fit: this socket is shown again. */
-	if (report(st, (struct sock *)tp, tp, ctx->meta->seq) == 0)
-		st->report_gen = *gen;
+	report(st, (struct sock *)tp, tp, ctx->meta->seq);
 	return 0;
 }

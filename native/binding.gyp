@@ -4,8 +4,9 @@
   "targets": [
     {
       "target_name": "kmesh_bpf",
-      "sources": ["src/addon.cc", "src/bpf_probe.cc"],
-      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "sources": ["src/addon.cc", "src/bpf_probe.cc", "src/netns.cc", "src/sock_diag.cc"],
+      # ../bpf/include: struct conn_record, defined once for both sides.
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "../bpf/include"],
       # Header-only use of node-addon-api with C++ exceptions (errors surface as
       # JS Errors). Not its gyp target: that would generate build files under
       # native/node_modules/ outside native/build.

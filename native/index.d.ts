@@ -2,7 +2,7 @@
  * kmesh_bpf: the N-API addon over libbpf that owns bpf/tcp_probe.bpf.o.
  *
  * Record format: every Buffer returned or delivered here is a packed sequence
- * of `struct conn_record` (bpf/include/record.h, 136 bytes each, host byte
+ * of `struct conn_record` (bpf/include/record.h, 144 bytes each, host byte
  * order) with nothing in between; decode with DataView using offsets checked
  * against the object's BTF.
  *
@@ -27,20 +27,44 @@ export interface BpfProbeTunables {
    * BPF program on the node and costs two clock reads per program run.
    */
   runTimeStats?: boolean;
-  /**
-   * Which iterator program serves iterate(): `sk_storage_map` walks the
-   * tracked sockets (conn_state); `task_file` walks every process's open
-   * files and reports the tracked TCP sockets among them (for kernels that
-   * refuse map-element iterators: EPERM at load on some hardened builds).
-   * Default `auto`: the first, else the second.
-   */
-  iterator?: 'auto' | 'sk_storage_map' | 'task_file';
 }
 
-export interface BpfIteratorInfo {
-  kind: 'sk_storage_map' | 'task_file';
-  /** Why the sk_storage map iterator did not load, when `auto` fell back. */
-  mapIteratorError?: string;
+/**
+ * Sources of periodic reports for long-lived connections, best first:
+ * - `sk_storage_iter`: iter/bpf_sk_storage_map over the tracked sockets, one walk for every namespace;
+ * - `tcp_iter`: iter/tcp, once per network namespace (setns: CAP_SYS_ADMIN);
+ * - `sock_diag`: NETLINK_SOCK_DIAG dumps with tcp_info, once per namespace, joined by socket cookie (no BPF);
+ * - `rtt_cb`: kmesh_sockops on ACKs with an RTT sample, at most once per interval (senders only).
+ */
+export type PeriodicSourceKind = 'sk_storage_iter' | 'tcp_iter' | 'sock_diag' | 'rtt_cb';
+
+export interface UseSourceOptions {
+  /** Where processes' namespaces are found (`<procPath>/<pid>/ns/net`). Default `/proc`. */
+  procPath?: string;
+  /** Directories of bind-mounted namespaces (`ip netns`, CNI). Default [`/run/netns`]. */
+  netnsDirs?: string[];
+  /** `rtt_cb`: the least time between two reports of one socket, ms. Default 5000. */
+  rttIntervalMs?: number;
+}
+
+/** What one walk did. */
+export interface BpfWalkStats {
+  source: PeriodicSourceKind | 'none';
+  durationMs: number;
+  /** Namespaces walked (1 for `sk_storage_iter`, which sees all at once; 0 for `rtt_cb`). */
+  namespaces: number;
+  /** RECORD_REPORTs the walk produced. */
+  reported: number;
+  /** Namespaces that could not be entered or read; `first` on a namespace's first failure (log it once). */
+  namespaceFailures: Array<{ path: string; reason: string; first: boolean }>;
+}
+
+/** A network namespace a per-namespace walk would visit. */
+export interface BpfNamespaceRef {
+  path: string;
+  inode: number;
+  /** Found in a netns directory (bind mount) rather than under proc. */
+  fromDir: boolean;
 }
 
 export interface BpfProgramStats {
@@ -58,8 +82,23 @@ export interface BpfProgramStats {
 export declare class BpfProbe {
   /** Opens the object and sets tunables (no kernel state yet). */
   constructor(objPath: string, tunables: BpfProbeTunables);
-  /** Verifies and loads programs and maps; enables kernel run-time stats if tunables.runTimeStats. */
+  /**
+   * Verifies and loads the core: kmesh_sockops with every map (sk_storage,
+   * ringbuf, counters). Enables kernel run-time stats if tunables.runTimeStats.
+   */
   load(): void;
+  /**
+   * Makes `kind` the periodic-report source by really loading, attaching and
+   * walking it once (the walk's records, none before attachCgroup(), wait for
+   * the next drain). Throws an Error with the kernel's reason and `errno` set
+   * when the kernel refuses it; the probe is then unchanged, so the next
+   * source can be tried. Once per probe.
+   */
+  useSource(kind: PeriodicSourceKind, options?: UseSourceOptions): void;
+  /** The periodic-report source in use, `none` until useSource() succeeds. */
+  source(): PeriodicSourceKind | 'none';
+  /** The network namespaces a per-namespace walk visits now (this thread's own first). */
+  static listNetworkNamespaces(procPath?: string, netnsDirs?: string[]): BpfNamespaceRef[];
   /**
    * Attaches kmesh_sockops to a cgroup-v2 directory with a bpf_link (multi-attach,
    * never pinned: detached by close() or when the process dies).
@@ -86,24 +125,25 @@ export declare class BpfProbe {
    */
   drainNow(): Buffer;
   /**
-   * Runs the conn_state iterator: RECORD_REPORT records for every established
-   * tracked socket. The reports travel through the events ringbuf, so the
-   * result also holds every other record consumed from it up to the end of
-   * the walk (opens, closes, failures), all in ringbuf order: process the
-   * Buffer as a whole, like a drained batch. Batches the drain thread
-   * consumed earlier and has not delivered yet come first.
+   * One walk of the periodic-report source: RECORD_REPORT records for the
+   * established tracked sockets (for `rtt_cb` and `none`, a drain). The
+   * reports share the events ringbuf's order, so the result also holds every
+   * other record consumed up to the end of the walk (opens, closes,
+   * failures), all in order: process the Buffer as a whole, like a drained
+   * batch. Batches the drain thread consumed earlier and has not delivered
+   * yet come first. Runs on a thread of its own and waits for it.
    */
   iterate(): Buffer;
   /**
-   * The same walk on a thread of its own; `callback(null, records)` (or
-   * `callback(error)`) runs on the JS thread afterwards. Until then the drain
+   * The same walk, `callback(null, records, stats)` (or `callback(error,
+   * undefined, stats)`) on the JS thread afterwards. Until then the drain
    * callback delivers nothing (the records consumed meanwhile follow the
    * walk's, in the result), and drainNow()/iterate()/iterateAsync() throw.
    * close() waits for a walk in flight.
    */
-  iterateAsync(callback: (err: Error | null, records?: Buffer) => void): void;
-  /** Which iterator program load() settled on (see BpfProbeTunables.iterator). */
-  iteratorInfo(): BpfIteratorInfo;
+  iterateAsync(callback: (err: Error | null, records: Buffer | undefined, stats: BpfWalkStats) => void): void;
+  /** What the last walk (or useSource's trial walk) did. */
+  lastWalk(): BpfWalkStats;
   /** Records dropped because the ringbuf was full (sum over CPUs). */
   lostRecords(): bigint;
   /**
@@ -114,7 +154,7 @@ export declare class BpfProbe {
   iterFallbackRecords(): bigint;
   /** Kernel-side cost of kmesh_sockops. */
   programStats(): BpfProgramStats;
-  /** Kernel program ids (as shown by `bpftool prog` / `bpftool cgroup show`). */
+  /** Kernel program ids (as shown by `bpftool prog` / `bpftool cgroup show`); `iter` is 0 without an iterator source. */
   programIds(): { sockops: number; iter: number };
   /** Stops draining, detaches, frees maps and programs. Idempotent; the probe is unusable afterwards. */
   close(): void;

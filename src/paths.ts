@@ -24,3 +24,6 @@ export const packageVersion: string = (
 
 /** The embedded default config, used when no --config is given and ./otel-config.yaml does not exist. */
 export const embeddedConfigPath = join(packageRoot, 'otel-config.yaml');
+
+/** The compiled BPF object, `bpf/tcp_probe.bpf.o` in the package root (built by `npm run build`). */
+export const defaultBpfObjectPath = join(packageRoot, 'bpf', 'tcp_probe.bpf.o');

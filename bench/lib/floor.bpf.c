@@ -17,7 +17,7 @@
  *      the agent does; without any wake-up the 100 ms drain timer lets a
  *      1 MiB ringbuf overflow at these rates).
  *
- * The map and program names are the agent's (bpf/tcp_probe.bpf.c), so the
+ * The maps are the agent's (bpf/include/maps.h) and the program names too, so the
  * agent's addon loads, attaches, drains and detaches these objects exactly
  * like the real one; the iterators do nothing (the benchmark never walks).
  * Built at bench time: clang -target bpf -DFLOOR_LEVEL=N (bench/lib/floor.ts).
@@ -26,6 +26,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "record.h"
+#include "maps.h"
 
 #ifndef FLOOR_LEVEL
 #error "build with -DFLOOR_LEVEL=1|2|3"
@@ -40,38 +41,7 @@ struct floor_state {
 	__u64 socket_cookie;
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct floor_state);
-} conn_state SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20);
-} events SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} lost_records SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} iter_fallback_records SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} walk_gen SEC(".maps");
+KMESH_CONN_STATE_MAP(struct floor_state);
 
 #if FLOOR_LEVEL >= 3
 /* Ringbuf space of one record: 8-byte header + record, rounded up to 8. */
@@ -165,8 +135,8 @@ int kmesh_conn_iter(struct bpf_iter__bpf_sk_storage_map *ctx)
 	return 0;
 }
 
-SEC("iter/task_file")
-int kmesh_file_iter(struct bpf_iter__task_file *ctx)
+SEC("iter/tcp")
+int kmesh_tcp_iter(struct bpf_iter__tcp *ctx)
 {
 	return 0;
 }

@@ -16,7 +16,7 @@ enum record_kind {
 	RECORD_OPEN = 1,   /* handshake completed (ACTIVE_/PASSIVE_ESTABLISHED_CB) */
 	RECORD_CLOSE = 2,  /* established socket reached TCP_CLOSE: final totals */
 	RECORD_FAIL = 3,   /* active open went SYN_SENT -> CLOSE: sk_err says why */
-	RECORD_REPORT = 4, /* periodic running totals from the sk_storage iterator */
+	RECORD_REPORT = 4, /* periodic running totals (an iterator walk, sock_diag or RTT_CB) */
 };
 
 enum record_direction {
@@ -41,6 +41,16 @@ struct conn_record {
 	__u32 segs_in;         /* tcp_sock.segs_in */
 	__u32 segs_out;        /* tcp_sock.segs_out */
 	__u32 sk_err;          /* errno of a failed connect (ECONNREFUSED, ...), else 0 */
+	/*
+	 * tcp_sock.bytes_acked / bytes_received at establishment (what the
+	 * handshake put there: the client's SYN, TCP Fast Open data), which
+	 * sent_bytes / received_bytes already exclude. They let user space turn
+	 * the raw RFC 4898 counters of a sock_diag row into the same payload
+	 * totals. 32-bit: sampled at establishment, they never exceed one
+	 * handshake's worth of sequence space.
+	 */
+	__u32 acked_base;
+	__u32 received_base;
 	__u16 src_port;        /* host byte order */
 	__u16 dst_port;        /* host byte order */
 	__u16 orig_dst_port;   /* host byte order, 0 when unknown */

@@ -12,11 +12,15 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/statfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <memory>
+#include <cstddef>
 #include <cstdio>
+#include <memory>
+#include <set>
+#include <tuple>
 
 namespace {
 
@@ -54,8 +58,15 @@ std::string LibbpfLogTail(size_t max = 4096) {
 std::string Advice(int err) {
   switch (err) {
     case EPERM:
-    case EACCES:
+      // As root, EPERM before the verifier runs is the kernel's own "no":
+      // lockdown, a hardened build or a program type turned off.
+      if (geteuid() == 0)
+        return "the kernel refuses it although this process is root (lockdown, a hardened build, or a disabled program "
+               "type)";
       return "run as root or grant CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN";
+    case EACCES:
+      return "the verifier rejected it, or this process lacks CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN (see the libbpf log "
+             "below)";
     case ENOENT:
       return "check that the path exists (build the object with `npm run build:bpf`)";
     case ENOSYS:
@@ -83,38 +94,70 @@ std::string Advice(int err) {
   throw Napi::Error::New(env, msg);
 }
 
-// Sets a `const volatile` global of the object's .rodata (a tunable) before
-// load, locating it through the object's own BTF (DATASEC ".rodata") rather
-// than a generated skeleton, so the addon works with any build of the object.
-void SetRodataU64(Napi::Env env, bpf_object* obj, const char* name, uint64_t value) {
-  bpf_map* rodata = nullptr;
+// Finds a global variable of one of the object's data sections (".rodata"
+// for `const volatile` tunables, ".bss" for values user space changes after
+// load) through the object's own BTF (its DATASEC) rather than a generated
+// skeleton, so the addon works with any build of the object.
+struct GlobalVar {
+  bpf_map* map;
+  uint32_t offset;
+  uint32_t size;
+};
+
+GlobalVar FindGlobal(Napi::Env env, bpf_object* obj, const char* section, const char* name) {
+  bpf_map* sec_map = nullptr;
   bpf_map* m;
+  size_t slen = strlen(section);
   bpf_object__for_each_map(m, obj) {
     const char* mn = bpf_map__name(m);
     size_t len = strlen(mn);
-    if (bpf_map__is_internal(m) && len >= 7 && strcmp(mn + len - 7, ".rodata") == 0) rodata = m;
+    if (bpf_map__is_internal(m) && len >= slen && strcmp(mn + len - slen, section) == 0) sec_map = m;
   }
   const btf* b = bpf_object__btf(obj);
-  if (!rodata || !b) Throw(env, std::string("BPF object has no .rodata/BTF for tunable ") + name);
-  int sec_id = btf__find_by_name_kind(b, ".rodata", BTF_KIND_DATASEC);
-  if (sec_id < 0) Throw(env, "BPF object BTF has no .rodata DATASEC");
+  if (!sec_map || !b) Throw(env, std::string("BPF object has no ") + section + "/BTF for " + name);
+  int sec_id = btf__find_by_name_kind(b, section, BTF_KIND_DATASEC);
+  if (sec_id < 0) Throw(env, std::string("BPF object BTF has no ") + section + " DATASEC");
   const btf_type* sec = btf__type_by_id(b, sec_id);
   const btf_var_secinfo* vs = btf_var_secinfos(sec);
   for (int i = 0; i < btf_vlen(sec); i++, vs++) {
     const btf_type* var = btf__type_by_id(b, vs->type);
-    if (strcmp(btf__name_by_offset(b, var->name_off), name) != 0) continue;
-    if (vs->size != sizeof(uint64_t)) Throw(env, std::string("tunable ") + name + " is not 64-bit");
-    size_t size = 0;
-    auto* cur = static_cast<const uint8_t*>(bpf_map__initial_value(rodata, &size));
-    if (!cur || vs->offset + vs->size > size) Throw(env, "cannot read .rodata before load");
-    std::vector<uint8_t> image(cur, cur + size);
-    memcpy(image.data() + vs->offset, &value, sizeof value);
-    int err = bpf_map__set_initial_value(rodata, image.data(), image.size());
-    if (err) ThrowErrno(env, std::string("cannot set tunable ") + name, err);
-    return;
+    if (strcmp(btf__name_by_offset(b, var->name_off), name) == 0) return GlobalVar{sec_map, vs->offset, vs->size};
   }
-  Throw(env, std::string("BPF object has no tunable ") + name);
+  Throw(env, std::string("BPF object has no global ") + name + " in " + section);
 }
+
+// Sets a `const volatile` tunable before load.
+void SetRodataU64(Napi::Env env, bpf_object* obj, const char* name, uint64_t value) {
+  GlobalVar v = FindGlobal(env, obj, ".rodata", name);
+  if (v.size != sizeof(uint64_t)) Throw(env, std::string("tunable ") + name + " is not 64-bit");
+  size_t size = 0;
+  auto* cur = static_cast<const uint8_t*>(bpf_map__initial_value(v.map, &size));
+  if (!cur || v.offset + v.size > size) Throw(env, "cannot read .rodata before load");
+  std::vector<uint8_t> image(cur, cur + size);
+  memcpy(image.data() + v.offset, &value, sizeof value);
+  int err = bpf_map__set_initial_value(v.map, image.data(), image.size());
+  if (err) ThrowErrno(env, std::string("cannot set tunable ") + name, err);
+}
+
+double NowMs() {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+uint64_t MonotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);  // bpf_ktime_get_ns()'s clock
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// RECORD_REPORTs in a packed run of records.
+uint64_t CountReports(const std::vector<uint8_t>& buf) {
+  uint64_t n = 0;
+  for (size_t off = 0; off + sizeof(conn_record) <= buf.size(); off += sizeof(conn_record))
+    if (buf[off + offsetof(conn_record, kind)] == RECORD_REPORT) n++;
+  return n;
+}
+
+std::string ErrnoText(int err) { return std::string(strerror(err)) + " (errno " + std::to_string(err) + ")"; }
 
 // Hands a batch to JS without copying it: the Buffer owns the vector. V8
 // is told about the memory (as it is for a Buffer it allocates itself), so a
@@ -151,6 +194,8 @@ Napi::Function BpfProbe::Init(Napi::Env env) {
   return DefineClass(env, "BpfProbe",
                      {
                          InstanceMethod("load", &BpfProbe::Load),
+                         InstanceMethod("useSource", &BpfProbe::UseSource),
+                         InstanceMethod("source", &BpfProbe::Source),
                          InstanceMethod("attachCgroup", &BpfProbe::AttachCgroup),
                          InstanceMethod("detachCgroups", &BpfProbe::DetachCgroups),
                          InstanceMethod("startDrain", &BpfProbe::StartDrain),
@@ -158,12 +203,13 @@ Napi::Function BpfProbe::Init(Napi::Env env) {
                          InstanceMethod("drainNow", &BpfProbe::DrainNow),
                          InstanceMethod("iterate", &BpfProbe::Iterate),
                          InstanceMethod("iterateAsync", &BpfProbe::IterateAsync),
-                         InstanceMethod("iteratorInfo", &BpfProbe::IteratorInfo),
+                         InstanceMethod("lastWalk", &BpfProbe::LastWalk),
                          InstanceMethod("lostRecords", &BpfProbe::LostRecords),
                          InstanceMethod("iterFallbackRecords", &BpfProbe::IterFallbackRecords),
                          InstanceMethod("programStats", &BpfProbe::ProgramStats),
                          InstanceMethod("programIds", &BpfProbe::ProgramIds),
                          InstanceMethod("close", &BpfProbe::Close),
+                         StaticMethod("listNetworkNamespaces", &BpfProbe::ListNamespaces),
                      });
 }
 
@@ -197,44 +243,19 @@ BpfProbe::BpfProbe(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BpfProbe>(
       ringbufBytes = static_cast<uint32_t>(n);
     }
   }
-
-  if (info.Length() >= 2 && info[1].IsObject()) {
-    Napi::Object t = info[1].As<Napi::Object>();
-    if (t.Has("iterator") && !t.Get("iterator").IsUndefined()) {
-      Napi::Value v = t.Get("iterator");
-      std::string kind = v.IsString() ? std::string(v.As<Napi::String>()) : "";
-      if (kind != "auto" && kind != "sk_storage_map" && kind != "task_file")
-        Throw(env, "tunables.iterator must be \"auto\", \"sk_storage_map\" or \"task_file\"");
-      iterChoice_ = kind;
-    }
-  }
   path_ = path;
   wakeupBytes_ = wakeupBytes;
   ringbufBytes_ = ringbufBytes;
   ClearLibbpfLog();
   if (access(path.c_str(), R_OK) != 0)
     ThrowErrno(env, "cannot read BPF object " + path, errno);
-  OpenObject(env);
-}
-
-// Opens the object, finds its parts and sets the tunables (no kernel state
-// yet). Separate from the constructor because load() may need a second open
-// with the other iterator (a failed bpf_object__load cannot be retried).
-void BpfProbe::OpenObject(Napi::Env env) {
-  obj_ = bpf_object__open_file(path_.c_str(), nullptr);
-  if (!obj_) ThrowErrno(env, "cannot open BPF object " + path_, errno);
+  obj_ = OpenObject(env, "kmesh_sockops");
+  sockops_ = bpf_object__find_program_by_name(obj_, "kmesh_sockops");
+  events_ = bpf_object__find_map_by_name(obj_, "events");
+  connState_ = bpf_object__find_map_by_name(obj_, "conn_state");
+  lost_ = bpf_object__find_map_by_name(obj_, "lost_records");
+  iterFallback_ = bpf_object__find_map_by_name(obj_, "iter_fallback_records");
   try {
-    sockops_ = bpf_object__find_program_by_name(obj_, "kmesh_sockops");
-    mapIter_ = bpf_object__find_program_by_name(obj_, "kmesh_conn_iter");
-    fileIter_ = bpf_object__find_program_by_name(obj_, "kmesh_file_iter");
-    events_ = bpf_object__find_map_by_name(obj_, "events");
-    connState_ = bpf_object__find_map_by_name(obj_, "conn_state");
-    lost_ = bpf_object__find_map_by_name(obj_, "lost_records");
-    iterFallback_ = bpf_object__find_map_by_name(obj_, "iter_fallback_records");
-    walkGen_ = bpf_object__find_map_by_name(obj_, "walk_gen");
-    if (!sockops_ || !mapIter_ || !fileIter_ || !events_ || !connState_ || !lost_ || !iterFallback_ || !walkGen_)
-      Throw(env, path_ + " lacks kmesh_sockops/kmesh_conn_iter/kmesh_file_iter/events/conn_state/lost_records/"
-                         "iter_fallback_records/walk_gen: wrong or stale object, rebuild with `npm run build:bpf`");
     SetRodataU64(env, obj_, "wakeup_bytes", wakeupBytes_);
     if (ringbufBytes_ != 0) {
       int err = bpf_map__set_max_entries(events_, ringbufBytes_);
@@ -246,13 +267,26 @@ void BpfProbe::OpenObject(Napi::Env env) {
   }
 }
 
-// Loads the object with exactly one of the two iterator programs.
-int BpfProbe::LoadWith(bpf_program* iter) {
-  bpf_program__set_autoload(mapIter_, iter == mapIter_);
-  bpf_program__set_autoload(fileIter_, iter == fileIter_);
-  int err = bpf_object__load(obj_);
-  if (err == 0) iter_ = iter;
-  return err;
+// Opens the object with only `onlyProgram` to be loaded (no kernel state
+// yet). Each optional program is loaded from an object of its own, so that a
+// program the kernel refuses costs nothing but that program: the core is
+// loaded once, and a candidate source's program reuses the core's maps.
+bpf_object* BpfProbe::OpenObject(Napi::Env env, const char* onlyProgram) {
+  bpf_object* obj = bpf_object__open_file(path_.c_str(), nullptr);
+  if (!obj) ThrowErrno(env, "cannot open BPF object " + path_, errno);
+  const char* needed[] = {"kmesh_sockops", "kmesh_conn_iter", "kmesh_tcp_iter"};
+  const char* maps[] = {"events", "conn_state", "lost_records", "iter_fallback_records"};
+  bool ok = true;
+  for (const char* n : needed) ok = ok && bpf_object__find_program_by_name(obj, n) != nullptr;
+  for (const char* n : maps) ok = ok && bpf_object__find_map_by_name(obj, n) != nullptr;
+  if (!ok) {
+    bpf_object__close(obj);
+    Throw(env, path_ + " lacks kmesh_sockops/kmesh_conn_iter/kmesh_tcp_iter/events/conn_state/lost_records/"
+                       "iter_fallback_records: wrong or stale object, rebuild with `npm run build:bpf`");
+  }
+  bpf_program* p;
+  bpf_object__for_each_program(p, obj) bpf_program__set_autoload(p, strcmp(bpf_program__name(p), onlyProgram) == 0);
+  return obj;
 }
 
 BpfProbe::~BpfProbe() { Release(); }
@@ -262,35 +296,28 @@ void BpfProbe::RequireState(Napi::Env env, bool needLoaded, const char* what) {
   if (needLoaded && !loaded_) Throw(env, std::string("BpfProbe.") + what + "(): call load() first");
 }
 
+const char* BpfProbe::SourceName(SourceKind k) {
+  switch (k) {
+    case SourceKind::SkStorageIter:
+      return "sk_storage_iter";
+    case SourceKind::TcpIter:
+      return "tcp_iter";
+    case SourceKind::SockDiag:
+      return "sock_diag";
+    case SourceKind::RttCb:
+      return "rtt_cb";
+    default:
+      return "none";
+  }
+}
+
 Napi::Value BpfProbe::Load(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   RequireState(env, false, "load");
   if (loaded_) Throw(env, "BpfProbe.load(): already loaded");
   ClearLibbpfLog();
-  // The sk_storage map iterator walks only tracked sockets; some hardened
-  // kernels refuse every map-element iterator (EPERM at load) while task
-  // iterators load, so "auto" falls back to kmesh_file_iter. A failed load
-  // leaves the object unusable: close it and open it again.
-  int err = LoadWith(iterChoice_ == "task_file" ? fileIter_ : mapIter_);
-  if (err && iterChoice_ == "auto") {
-    int e = err < 0 ? -err : err;
-    mapIterError_ = std::string(strerror(e)) + " (errno " + std::to_string(e) + ")";
-    std::string firstLog = LibbpfLogTail();
-    bpf_object__close(obj_);
-    obj_ = nullptr;
-    OpenObject(env);
-    ClearLibbpfLog();
-    int err2 = LoadWith(fileIter_);
-    if (err2) {
-      // Both failed: the first attempt's reason is the one to show (the
-      // usual causes, missing privileges or an old kernel, fail both).
-      std::lock_guard<std::mutex> lock(gLogMutex);
-      gLibbpfLog = firstLog.size() > 9 ? firstLog.substr(9) : firstLog;
-    } else {
-      err = 0;
-    }
-  }
-  if (err) ThrowErrno(env, "cannot load the BPF programs", err);
+  int err = bpf_object__load(obj_);
+  if (err) ThrowErrno(env, "cannot load the core BPF program (kmesh_sockops and its maps)", err);
   rb_ = ring_buffer__new(bpf_map__fd(events_), &BpfProbe::OnSample, this, nullptr);
   if (!rb_) ThrowErrno(env, "cannot set up the events ringbuf reader", errno);
   // Kernel-side run time accounting for programStats(), only when asked for:
@@ -301,6 +328,182 @@ Napi::Value BpfProbe::Load(const Napi::CallbackInfo& info) {
   if (wantStats_) statsFd_ = bpf_enable_stats(BPF_STATS_RUN_TIME);
   loaded_ = true;
   return env.Undefined();
+}
+
+// Loads one iterator program in an object of its own whose maps are the
+// core's (bpf_map__reuse_fd), and creates its iterator link.
+void BpfProbe::LoadIterator(Napi::Env env, SourceKind kind) {
+  const char* prog = kind == SourceKind::SkStorageIter ? "kmesh_conn_iter" : "kmesh_tcp_iter";
+  ClearLibbpfLog();
+  bpf_object* obj = OpenObject(env, prog);
+  bpf_map* m;
+  bpf_object__for_each_map(m, obj) {
+    if (bpf_map__is_internal(m)) continue;  // its own .rodata/.bss: the iterators read none of it
+    bpf_map* core = bpf_object__find_map_by_name(obj_, bpf_map__name(m));
+    int err = core ? bpf_map__reuse_fd(m, bpf_map__fd(core)) : -ENOENT;
+    if (err) {
+      bpf_object__close(obj);
+      ThrowErrno(env, std::string("cannot share map ") + bpf_map__name(m) + " with " + prog, err);
+    }
+  }
+  int err = bpf_object__load(obj);
+  if (err) {
+    bpf_object__close(obj);
+    ThrowErrno(env, std::string("the kernel refused ") + prog + " (" + SourceName(kind) + ")", err);
+  }
+  bpf_program* p = bpf_object__find_program_by_name(obj, prog);
+  bpf_link* link;
+  if (kind == SourceKind::SkStorageIter) {
+    // The sk_storage map iterator needs to know which map to walk.
+    union bpf_iter_link_info linfo = {};
+    linfo.map.map_fd = bpf_map__fd(connState_);
+    LIBBPF_OPTS(bpf_iter_attach_opts, opts, .link_info = &linfo, .link_info_len = sizeof linfo);
+    link = bpf_program__attach_iter(p, &opts);
+  } else {
+    // No link info: the namespace is the one current at bpf_iter_create().
+    link = bpf_program__attach_iter(p, nullptr);
+  }
+  if (!link) {
+    int saved = errno;
+    bpf_object__close(obj);
+    ThrowErrno(env, std::string("cannot attach ") + prog + " (" + SourceName(kind) + ")", saved);
+  }
+  iterObj_ = obj;
+  iter_ = p;
+  iterLink_ = link;
+}
+
+// Turns on the RTT_CB source: kmesh_sockops reads rtt_report_interval_ns (in
+// .bss, writable after load) at every establishment.
+void BpfProbe::EnableRttReports(Napi::Env env, uint64_t intervalNs) {
+  GlobalVar v = FindGlobal(env, obj_, ".bss", "rtt_report_interval_ns");
+  if (v.size != sizeof(uint64_t)) Throw(env, "rtt_report_interval_ns is not 64-bit");
+  std::vector<uint8_t> image(bpf_map__value_size(v.map));
+  uint32_t zero = 0;
+  int fd = bpf_map__fd(v.map);
+  if (bpf_map_lookup_elem(fd, &zero, image.data()) != 0) ThrowErrno(env, "cannot read .bss", errno);
+  memcpy(image.data() + v.offset, &intervalNs, sizeof intervalNs);
+  if (bpf_map_update_elem(fd, &zero, image.data(), BPF_ANY) != 0) ThrowErrno(env, "cannot set rtt_report_interval_ns", errno);
+}
+
+// useSource(kind, { procPath, netnsDirs, rttIntervalMs }): tries one
+// periodic-report source the way the agent will use it, by loading,
+// attaching and walking it for real (`bpftool feature probe` says "tracing
+// NOT available" on kernels where iterators load fine, and a hardened build
+// can refuse one iterator type and allow another). Throws an Error with the
+// kernel's reason (errno property set) and leaves the probe as it was, so the
+// caller can go on down its ladder; on success the source is the one
+// iterate() and iterateAsync() walk. Once per probe.
+Napi::Value BpfProbe::UseSource(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireState(env, true, "useSource");
+  if (source_ != SourceKind::None) Throw(env, std::string("BpfProbe.useSource(): already using ") + SourceName(source_));
+  if (info.Length() < 1 || !info[0].IsString()) Throw(env, "useSource(kind, options): kind must be a string");
+  std::string name = info[0].As<Napi::String>();
+  SourceKind kind;
+  if (name == "sk_storage_iter") kind = SourceKind::SkStorageIter;
+  else if (name == "tcp_iter") kind = SourceKind::TcpIter;
+  else if (name == "sock_diag") kind = SourceKind::SockDiag;
+  else if (name == "rtt_cb") kind = SourceKind::RttCb;
+  else Throw(env, "useSource(): kind must be \"sk_storage_iter\", \"tcp_iter\", \"sock_diag\" or \"rtt_cb\"");
+  double rttIntervalMs = 5000;
+  if (info.Length() >= 2 && info[1].IsObject()) {
+    Napi::Object o = info[1].As<Napi::Object>();
+    if (o.Has("procPath") && o.Get("procPath").IsString()) procRoot_ = o.Get("procPath").As<Napi::String>();
+    if (o.Has("netnsDirs") && o.Get("netnsDirs").IsArray()) {
+      Napi::Array a = o.Get("netnsDirs").As<Napi::Array>();
+      netnsDirs_.clear();
+      for (uint32_t i = 0; i < a.Length(); i++)
+        if (a.Get(i).IsString()) netnsDirs_.push_back(a.Get(i).As<Napi::String>());
+    }
+    if (o.Has("rttIntervalMs") && o.Get("rttIntervalMs").IsNumber()) rttIntervalMs = o.Get("rttIntervalMs").As<Napi::Number>().DoubleValue();
+  }
+  if (walking_.load()) Throw(env, "BpfProbe.useSource(): a walk is in progress");
+
+  if (kind == SourceKind::RttCb) {
+    if (!(rttIntervalMs >= 1 && rttIntervalMs <= 1e9)) Throw(env, "useSource(): rttIntervalMs must be within 1..1e9");
+    EnableRttReports(env, static_cast<uint64_t>(rttIntervalMs * 1e6));
+    source_ = kind;
+    return env.Undefined();
+  }
+  if (kind == SourceKind::TcpIter || kind == SourceKind::SockDiag) {
+    // The per-namespace sources must be able to enter namespaces: setns()
+    // into our own namespace is the cheapest real test (CAP_SYS_ADMIN).
+    int err = 0;
+    std::thread t([&err] {
+      NetnsVisitor v;
+      err = v.Error();
+      if (err == 0) err = v.Visit(NetnsRef{"/proc/thread-self/ns/net", 0, 0, false}, [] {});
+    });
+    t.join();
+    if (err) {
+      Napi::Error e = Napi::Error::New(env, std::string("cannot enter network namespaces (setns: ") + ErrnoText(err) +
+                                                "); the per-namespace sources need CAP_SYS_ADMIN");
+      e.Set("errno", Napi::Number::New(env, err));
+      throw e;
+    }
+  }
+  if (kind == SourceKind::SkStorageIter || kind == SourceKind::TcpIter) LoadIterator(env, kind);
+  if (kind == SourceKind::SockDiag) {
+    std::lock_guard<std::mutex> lock(rbMutex_);
+    trackOpens_ = true;
+  }
+  source_ = kind;
+  // A first walk, kept: its records (none before the probe is attached) stay
+  // in ready_ for the next drain, in order.
+  std::vector<uint8_t> all;
+  WalkStats stats;
+  int err = WalkOnThread(all, stats);
+  if (err == 0 && kind != SourceKind::SkStorageIter && stats.namespaces == 0) err = ENOENT;
+  if (err) {
+    std::string why = stats.failures.empty() ? ErrnoText(err) : stats.failures.front().reason;
+    if (iterLink_) bpf_link__destroy(iterLink_);
+    iterLink_ = nullptr;
+    if (iterObj_) bpf_object__close(iterObj_);
+    iterObj_ = nullptr;
+    iter_ = nullptr;
+    source_ = SourceKind::None;
+    {
+      std::lock_guard<std::mutex> lock(rbMutex_);
+      tracked_.clear();
+      trackOpens_ = false;
+    }
+    Napi::Error e = Napi::Error::New(env, std::string("a trial walk of ") + SourceName(kind) + " failed: " + why);
+    e.Set("errno", Napi::Number::New(env, err));
+    throw e;
+  }
+  PushBackFront(std::move(all));
+  lastWalk_ = stats;
+  return env.Undefined();
+}
+
+Napi::Value BpfProbe::Source(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), SourceName(source_));
+}
+
+// listNetworkNamespaces(procPath, netnsDirs): what a per-namespace walk
+// would visit (doctor, tests).
+Napi::Value BpfProbe::ListNamespaces(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string proc = info.Length() >= 1 && info[0].IsString() ? std::string(info[0].As<Napi::String>()) : "/proc";
+  std::vector<std::string> dirs;
+  if (info.Length() >= 2 && info[1].IsArray()) {
+    Napi::Array a = info[1].As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++)
+      if (a.Get(i).IsString()) dirs.push_back(a.Get(i).As<Napi::String>());
+  } else {
+    dirs.push_back("/run/netns");
+  }
+  std::vector<NetnsRef> list = ListNetns(proc, dirs);
+  Napi::Array out = Napi::Array::New(env, list.size());
+  for (size_t i = 0; i < list.size(); i++) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("path", list[i].path);
+    o.Set("inode", Napi::Number::New(env, static_cast<double>(list[i].ino)));
+    o.Set("fromDir", Napi::Boolean::New(env, list[i].fromDir));
+    out.Set(static_cast<uint32_t>(i), o);
+  }
+  return out;
 }
 
 Napi::Value BpfProbe::AttachCgroup(const Napi::CallbackInfo& info) {
@@ -348,11 +551,26 @@ int BpfProbe::OnSample(void* ctx, void* data, size_t size) {
   auto* self = static_cast<BpfProbe*>(ctx);
   auto* bytes = static_cast<const uint8_t*>(data);
   if (self->sink_) self->sink_->insert(self->sink_->end(), bytes, bytes + size);
+  // sock_diag: remember each tracked connection from its OPEN to its close
+  // (runs under rbMutex_, in ring order, so the join sees every close
+  // consumed so far).
+  if (self->trackOpens_ && size == sizeof(conn_record)) {
+    const auto* rec = static_cast<const conn_record*>(data);
+    if (rec->kind == RECORD_OPEN) {
+      self->tracked_[rec->socket_cookie] = Tracked{*rec, self->walkNo_};
+    } else if (rec->kind == RECORD_CLOSE || rec->kind == RECORD_FAIL) {
+      self->tracked_.erase(rec->socket_cookie);
+    }
+  }
   return 0;
 }
 
 int BpfProbe::ConsumeToReady() {
   std::lock_guard<std::mutex> lock(rbMutex_);
+  return ConsumeToReadyLocked();
+}
+
+int BpfProbe::ConsumeToReadyLocked() {
   if (!rb_) return -EBADF;
   {
     std::lock_guard<std::mutex> rl(readyMutex_);
@@ -487,11 +705,13 @@ Napi::Value BpfProbe::DrainNow(const Napi::CallbackInfo& info) {
   return ToBuffer(env, TakeReady());
 }
 
-// One walk of the conn_state iterator. The reports arrive through the events
-// ringbuf (kmesh_conn_iter), so while this thread sits in the one read() that
-// walks the whole map, a helper thread consumes the ring into ready_ (the
-// drain thread, if running, may too: ready_ keeps ring order either way);
-// only reports the ring had no room for come back through read().
+// One walk of the current source. Iterator reports arrive through the
+// events ringbuf (kmesh_conn_iter / kmesh_tcp_iter), so while this thread
+// sits in the read() that walks a map or a namespace, a helper thread
+// consumes the ring into ready_ (the drain thread, if running, may too:
+// ready_ keeps ring order either way); only reports the ring had no room for
+// come back through read(). sock_diag's reports are built here and appended
+// to ready_ (JoinDiagRows).
 //
 // Returned, in this order: (1) whatever was consumed before the walk started,
 // (2) the reports read() returned, (3) everything consumed from the ring
@@ -499,103 +719,72 @@ Napi::Value BpfProbe::DrainNow(const Napi::CallbackInfo& info) {
 // close that follows a fallback report in time was reserved after the report
 // was taken (see kmesh_conn_iter), hence consumed in (3).
 //
-// Split in three: PrepareWalk (JS thread: attach, walk generation; throws),
-// WalkInto (any thread: the walk; returns 0 or an errno) and the two front
-// ends, iterate() (synchronous) and iterateAsync() (a walk thread, result
-// delivered to a callback; the agent's event loop keeps running meanwhile).
+// Split in three: PrepareWalk (JS thread: checks; throws), WalkInto (a
+// thread of its own: the walk; returns 0 or an errno) and the two front
+// ends, iterate() (synchronous) and iterateAsync() (result delivered to a
+// callback; the agent's event loop keeps running meanwhile).
 void BpfProbe::PrepareWalk(Napi::Env env, const char* what) {
   RequireState(env, true, what);
   if (walking_.load()) Throw(env, std::string("BpfProbe.") + what + "(): a walk is in progress");
-  if (!iterLink_) {
-    ClearLibbpfLog();
-    if (iter_ == mapIter_) {
-      // The sk_storage map iterator needs to know which map to walk.
-      union bpf_iter_link_info linfo = {};
-      linfo.map.map_fd = bpf_map__fd(connState_);
-      LIBBPF_OPTS(bpf_iter_attach_opts, opts, .link_info = &linfo, .link_info_len = sizeof linfo);
-      iterLink_ = bpf_program__attach_iter(iter_, &opts);
-    } else {
-      // No link info: every task of this PID namespace.
-      iterLink_ = bpf_program__attach_iter(iter_, nullptr);
-    }
-    if (!iterLink_) {
-      int saved = errno;
-      iterLink_ = nullptr;
-      ThrowErrno(env, std::string("cannot attach the ") + IterKind() + " iterator", saved);
-    }
-  }
-  if (iter_ == fileIter_) {
-    // A new generation per walk: kmesh_file_iter reports a socket open in
-    // several processes once per walk.
-    uint32_t zero = 0;
-    walkGenValue_++;
-    if (bpf_map_update_elem(bpf_map__fd(walkGen_), &zero, &walkGenValue_, BPF_ANY) != 0)
-      ThrowErrno(env, "cannot set walk_gen", errno);
-  }
 }
 
-int BpfProbe::WalkInto(std::vector<uint8_t>& all) {
+int BpfProbe::WalkOnThread(std::vector<uint8_t>& all, WalkStats& stats) {
+  int err = 0;
+  std::thread t([&] { err = WalkInto(all, stats); });
+  t.join();
+  return err;
+}
+
+int BpfProbe::WalkInto(std::vector<uint8_t>& all, WalkStats& stats) {
+  double t0 = NowMs();
   int n = ConsumeToReady();
   if (n < 0) return -n;
   std::vector<uint8_t> out = TakeReady();
-
-  int fd = bpf_iter_create(bpf_link__fd(iterLink_));
-  if (fd < 0) {
-    int saved = errno;
-    PushBackFront(std::move(out));
-    return saved;
-  }
-  // Stops and joins the helper on every way out of this scope (an exception
-  // with a joinable std::thread alive would terminate the process).
-  struct Helper {
-    std::atomic<bool> walking{true};
-    std::thread thread;
-    void Stop() {
-      walking.store(false, std::memory_order_release);
-      if (thread.joinable()) thread.join();
-    }
-    ~Helper() { Stop(); }
-  } helper;
-  helper.thread = std::thread([this, &helper] {
-    // The program submits its reports without wake-ups (each one would be an
-    // irq_work interrupt), so poll; the walk itself takes milliseconds.
-    while (helper.walking.load(std::memory_order_acquire)) {
-      if (ConsumeToReady() <= 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
-    }
-  });
   std::vector<uint8_t> fallback;
   std::vector<uint8_t> after;
-  int readErr = 0;
-  std::vector<uint8_t> chunk(64 * 1024);
-  // -EAGAIN: bpf_seq_read() stops after MAX_ITER_OBJECTS (1M) elements when
-  // nothing was written to the seq_file; the next read() resumes the walk.
-  for (int again = 0; again < 4096;) {
-    ssize_t r = read(fd, chunk.data(), chunk.size());
-    if (r == 0) break;
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN) {
-        readErr = errno;
-        break;
+  int err = 0;
+  const bool iterates = source_ == SourceKind::SkStorageIter || source_ == SourceKind::TcpIter;
+  {
+    // Stops and joins the helper on every way out of this scope (an exception
+    // with a joinable std::thread alive would terminate the process).
+    struct Helper {
+      std::atomic<bool> walking{true};
+      std::thread thread;
+      void Stop() {
+        walking.store(false, std::memory_order_release);
+        if (thread.joinable()) thread.join();
       }
-      again++;
-    } else {
-      fallback.insert(fallback.end(), chunk.data(), chunk.data() + r);
+      ~Helper() { Stop(); }
+    } helper;
+    if (iterates) {
+      helper.thread = std::thread([this, &helper] {
+        // The programs submit their reports without wake-ups (each one would
+        // be an irq_work interrupt), so poll; a walk takes milliseconds.
+        while (helper.walking.load(std::memory_order_acquire)) {
+          if (ConsumeToReady() <= 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
+        }
+      });
     }
-    // read() returned early: the ring was full (fallback reports filled
-    // the seq buffer) or 1M elements were visited. Empty the ring before the
-    // walk resumes, so the next reports go to the ring again.
-    (void)ConsumeToReady();
-    std::vector<uint8_t> more = TakeReady();
-    after.insert(after.end(), more.begin(), more.end());
+    if (source_ == SourceKind::SkStorageIter) {
+      int fd = bpf_iter_create(bpf_link__fd(iterLink_));
+      if (fd < 0) {
+        err = errno;
+      } else {
+        err = ReadIterFd(fd, fallback, after);
+        close(fd);
+        if (err == 0) stats.namespaces = 1;  // every namespace at once
+      }
+    } else if (source_ == SourceKind::TcpIter || source_ == SourceKind::SockDiag) {
+      err = WalkNamespaces(fallback, after, stats);
+    }
+    helper.Stop();
   }
-  close(fd);
-  helper.Stop();
   (void)ConsumeToReady();
   {
     std::vector<uint8_t> more = TakeReady();
     after.insert(after.end(), more.begin(), more.end());
   }
+  if (source_ != SourceKind::RttCb && source_ != SourceKind::None) stats.reported = CountReports(fallback) + CountReports(after);
   if (out.empty() && fallback.empty()) {
     // The usual case (the drain thread took everything before the walk and
     // the ring never filled): no second copy of a walk-sized buffer.
@@ -610,18 +799,155 @@ int BpfProbe::WalkInto(std::vector<uint8_t>& all) {
   std::vector<uint8_t>().swap(out);
   std::vector<uint8_t>().swap(fallback);
   std::vector<uint8_t>().swap(after);
-  if (readErr) {
+  if (err) {
     // Records already taken from the ring would be lost with the error:
     // hand them back to the front of ready_ for the next drain.
     PushBackFront(std::move(all));
     all.clear();
   }
-  // A walk of n tracked sockets passes n * 136 bytes through several
-  // buffers (14 MB for 100k), in this and the consuming thread's malloc
-  // arenas; trimming returns what the fixed mmap threshold (Init) does not
-  // already give back.
+  // A walk of n tracked sockets passes n * sizeof(conn_record) bytes through
+  // several buffers (14 MB for 100k), in this and the consuming thread's
+  // malloc arenas; trimming returns what the fixed mmap threshold (Init) does
+  // not already give back.
   malloc_trim(0);
-  return readErr;
+  stats.durationMs = NowMs() - t0;
+  return err;
+}
+
+// Reads one iterator instance to its end. -EAGAIN: bpf_seq_read() stops
+// after MAX_ITER_OBJECTS (1M) elements when nothing was written to the
+// seq_file; the next read() resumes the walk.
+int BpfProbe::ReadIterFd(int fd, std::vector<uint8_t>& fallback, std::vector<uint8_t>& after) {
+  std::vector<uint8_t> chunk(64 * 1024);
+  for (int again = 0; again < 4096;) {
+    ssize_t r = read(fd, chunk.data(), chunk.size());
+    if (r == 0) return 0;
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN) return errno;
+      again++;
+    } else {
+      fallback.insert(fallback.end(), chunk.data(), chunk.data() + r);
+    }
+    // read() returned early: the ring was full (fallback reports filled
+    // the seq buffer) or 1M elements were visited. Empty the ring before the
+    // walk resumes, so the next reports go to the ring again.
+    (void)ConsumeToReady();
+    std::vector<uint8_t> more = TakeReady();
+    after.insert(after.end(), more.begin(), more.end());
+  }
+  return EAGAIN;
+}
+
+void BpfProbe::NoteFailure(WalkStats& stats, const NetnsRef& ns, const std::string& what, int err) {
+  bool first = failedNs_.insert({ns.dev, ns.ino}).second;
+  stats.failures.push_back(WalkStats::Failure{ns.path, what + ": " + ErrnoText(err), first});
+}
+
+// The per-namespace sources: every namespace ListNetns finds, entered on
+// this (walk) thread one at a time. Nothing is held across namespaces or
+// walks: the iterator instance / diag socket created inside is closed before
+// the next, so a deleted namespace is released by the end of the walk.
+int BpfProbe::WalkNamespaces(std::vector<uint8_t>& fallback, std::vector<uint8_t>& after, WalkStats& stats) {
+  const bool diag = source_ == SourceKind::SockDiag;
+  std::vector<NetnsRef> all = ListNetns(procRoot_, netnsDirs_);
+  NetnsVisitor visitor;
+  if (visitor.Error()) return visitor.Error();
+  uint64_t walkNo = 0;
+  if (diag) {
+    std::lock_guard<std::mutex> lock(rbMutex_);
+    walkNo = ++walkNo_;
+  }
+  std::vector<std::pair<uint64_t, std::vector<DiagRow>>> rows;
+  for (const NetnsRef& ns : all) {
+    int fd = -1;
+    int innerErr = 0;
+    uint64_t nsCookie = 0;
+    int err = visitor.Visit(ns, [&] {
+      if (diag) {
+        fd = OpenDiagSocket(&nsCookie);
+        if (fd < 0) innerErr = -fd;
+      } else {
+        fd = bpf_iter_create(bpf_link__fd(iterLink_));
+        if (fd < 0) innerErr = errno;
+      }
+    });
+    if (err) {
+      if (fd >= 0) close(fd);
+      if (visitor.Broken()) {
+        NoteFailure(stats, ns, "return to the agent's namespace", err);
+        return err;
+      }
+      // A process that exited since the listing: its namespace is not lost
+      // if anything else still lives in it (listed under another path).
+      if (err == ENOENT || err == ESRCH) continue;
+      NoteFailure(stats, ns, "setns", err);
+      continue;
+    }
+    if (innerErr) {
+      NoteFailure(stats, ns, diag ? "sock_diag socket" : "bpf_iter_create", innerErr);
+      continue;
+    }
+    int rerr;
+    if (diag) {
+      std::vector<DiagRow> got;
+      rerr = DumpTcp(fd, got);
+      if (rerr == 0) rows.emplace_back(nsCookie, std::move(got));
+    } else {
+      rerr = ReadIterFd(fd, fallback, after);
+    }
+    close(fd);
+    if (rerr) {
+      NoteFailure(stats, ns, diag ? "sock_diag dump" : "tcp iterator read", rerr);
+      continue;
+    }
+    stats.namespaces++;
+  }
+  if (diag) JoinDiagRows(rows, walkNo);
+  return 0;
+}
+
+uint64_t BpfProbe::JoinDiagRows(const std::vector<std::pair<uint64_t, std::vector<DiagRow>>>& perNs, uint64_t walkNo) {
+  std::vector<uint8_t> reports;
+  std::set<uint64_t> walked;
+  bool canPrune = true;
+  const uint64_t now = MonotonicNs();
+  std::lock_guard<std::mutex> lock(rbMutex_);
+  // Every close consumed from here on follows the reports; every close
+  // consumed so far has removed its connection from tracked_.
+  (void)ConsumeToReadyLocked();
+  for (const auto& ns : perNs) {
+    if (ns.first == 0) canPrune = false;  // no SO_NETNS_COOKIE: cannot tell whose rows these were
+    walked.insert(ns.first);
+    for (const DiagRow& row : ns.second) {
+      auto it = tracked_.find(row.cookie);
+      if (it == tracked_.end()) continue;  // not a connection we saw open: ignored, never invented
+      it->second.seenWalk = walkNo;
+      conn_record rec = it->second.open;
+      rec.kind = RECORD_REPORT;
+      rec.event_ns = now;
+      rec.sk_err = 0;
+      ApplyDiagRow(row, &rec);
+      const auto* b = reinterpret_cast<const uint8_t*>(&rec);
+      reports.insert(reports.end(), b, b + sizeof rec);
+    }
+  }
+  // A tracked connection of a namespace this walk dumped, not in its dump
+  // and known since before the walk, is gone and its close was lost (ringbuf
+  // full): forget it, as the receiver's TTL does.
+  if (canPrune) {
+    for (auto it = tracked_.begin(); it != tracked_.end();) {
+      if (it->second.seenWalk < walkNo && walked.count(it->second.open.netns_cookie)) it = tracked_.erase(it);
+      else ++it;
+    }
+  }
+  uint64_t n = reports.size() / sizeof(conn_record);
+  if (!reports.empty()) {
+    std::lock_guard<std::mutex> rl(readyMutex_);
+    readyBytes_ += reports.size();
+    ready_.push_back(std::move(reports));
+  }
+  return n;
 }
 
 void BpfProbe::PushBackFront(std::vector<uint8_t>&& keep) {
@@ -631,18 +957,50 @@ void BpfProbe::PushBackFront(std::vector<uint8_t>&& keep) {
   ready_.push_front(std::move(keep));
 }
 
+namespace {
+
+Napi::Object WalkStatsObject(Napi::Env env, const std::string& source, double durationMs, uint32_t namespaces, uint64_t reported,
+                             const std::vector<std::tuple<std::string, std::string, bool>>& failures) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("source", source);
+  o.Set("durationMs", Napi::Number::New(env, durationMs));
+  o.Set("namespaces", Napi::Number::New(env, namespaces));
+  o.Set("reported", Napi::Number::New(env, static_cast<double>(reported)));
+  Napi::Array f = Napi::Array::New(env, failures.size());
+  for (size_t i = 0; i < failures.size(); i++) {
+    Napi::Object x = Napi::Object::New(env);
+    x.Set("path", std::get<0>(failures[i]));
+    x.Set("reason", std::get<1>(failures[i]));
+    x.Set("first", Napi::Boolean::New(env, std::get<2>(failures[i])));
+    f.Set(static_cast<uint32_t>(i), x);
+  }
+  o.Set("namespaceFailures", f);
+  return o;
+}
+
+}  // namespace
+
+Napi::Value BpfProbe::LastWalk(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<std::tuple<std::string, std::string, bool>> f;
+  for (const auto& x : lastWalk_.failures) f.emplace_back(x.path, x.reason, x.first);
+  return WalkStatsObject(env, SourceName(source_), lastWalk_.durationMs, lastWalk_.namespaces, lastWalk_.reported, f);
+}
+
 Napi::Value BpfProbe::Iterate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   PrepareWalk(env, "iterate");
   std::vector<uint8_t> all;
-  int err = WalkInto(all);
-  if (err) ThrowErrno(env, std::string("reading the ") + IterKind() + " iterator failed", err);
+  WalkStats stats;
+  int err = WalkOnThread(all, stats);
+  lastWalk_ = stats;
+  if (err) ThrowErrno(env, std::string("walking the ") + SourceName(source_) + " source failed", err);
   return ToBuffer(env, std::move(all));
 }
 
-// iterateAsync(callback(err, records)): the same walk on a thread of its
-// own. Ordering with the drain callback: while walking_ is set, drain calls
-// leave ready_ alone (the records stay in order there), and the result
+// iterateAsync(callback(err, records, stats)): the same walk on a thread of
+// its own. Ordering with the drain callback: while walking_ is set, drain
+// calls leave ready_ alone (the records stay in order there), and the result
 // callback, on the JS thread, appends whatever ready_ holds by then and only
 // then clears walking_. So no record consumed after the walk started reaches
 // JS before the walk's reports (see the order above).
@@ -659,9 +1017,10 @@ Napi::Value BpfProbe::IterateAsync(const Napi::CallbackInfo& info) {
       struct Result {
         int err;
         std::vector<uint8_t> records;
+        WalkStats stats;
       };
-      auto* result = new Result{0, {}};
-      result->err = WalkInto(result->records);
+      auto* result = new Result{0, {}, {}};
+      result->err = WalkInto(result->records, result->stats);
       napi_status st = tsfn.BlockingCall(result, [this](Napi::Env env, Napi::Function cb, Result* r) {
         std::unique_ptr<Result> owned(r);
         if (env == nullptr || cb == nullptr) return;  // environment finalizing
@@ -669,26 +1028,30 @@ Napi::Value BpfProbe::IterateAsync(const Napi::CallbackInfo& info) {
         std::vector<uint8_t> later = TakeReady();
         owned->records.insert(owned->records.end(), later.begin(), later.end());
         walking_.store(false);
+        lastWalk_ = owned->stats;
         Unref();
         try {
+          std::vector<std::tuple<std::string, std::string, bool>> f;
+          for (const auto& x : owned->stats.failures) f.emplace_back(x.path, x.reason, x.first);
+          Napi::Object stats = WalkStatsObject(env, SourceName(source_), owned->stats.durationMs, owned->stats.namespaces,
+                                               owned->stats.reported, f);
           if (owned->err) {
             int e = owned->err;
-            Napi::Error error = Napi::Error::New(env, std::string("reading the ") + IterKind() + " iterator failed: " +
-                                                          strerror(e) + " (errno " + std::to_string(e) + ")");
+            Napi::Error error = Napi::Error::New(env, std::string("walking the ") + SourceName(source_) + " source failed: " + ErrnoText(e));
             error.Set("errno", Napi::Number::New(env, e));
-            cb.Call({error.Value()});
+            cb.Call({error.Value(), env.Undefined(), stats});
           } else {
-            cb.Call({env.Null(), ToBuffer(env, std::move(owned->records))});
+            cb.Call({env.Null(), ToBuffer(env, std::move(owned->records)), stats});
           }
         } catch (const Napi::Error& e) {
           napi_fatal_exception(env, e.Value());
         }
-    });
-    if (st != napi_ok) {
-      delete result;
-      walking_.store(false);
-    }
-    tsfn.Release();
+      });
+      if (st != napi_ok) {
+        delete result;
+        walking_.store(false);
+      }
+      tsfn.Release();
     });
   } catch (...) {
     // No thread (out of resources): undo, so the next tick can try again.
@@ -743,18 +1106,7 @@ Napi::Value BpfProbe::ProgramIds(const Napi::CallbackInfo& info) {
   RequireState(env, true, "programIds");
   Napi::Object o = Napi::Object::New(env);
   o.Set("sockops", Napi::Number::New(env, ProgId(sockops_)));
-  o.Set("iter", Napi::Number::New(env, ProgId(iter_)));
-  return o;
-}
-
-const char* BpfProbe::IterKind() const { return iter_ != nullptr && iter_ == fileIter_ ? "task_file" : "sk_storage_map"; }
-
-Napi::Value BpfProbe::IteratorInfo(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  RequireState(env, true, "iteratorInfo");
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("kind", Napi::String::New(env, IterKind()));
-  if (!mapIterError_.empty()) o.Set("mapIteratorError", Napi::String::New(env, mapIterError_));
+  o.Set("iter", Napi::Number::New(env, iter_ ? ProgId(iter_) : 0));
   return o;
 }
 
@@ -778,16 +1130,21 @@ void BpfProbe::Release() {
     std::lock_guard<std::mutex> lock(rbMutex_);
     if (rb_) ring_buffer__free(rb_);
     rb_ = nullptr;
+    tracked_.clear();
+    trackOpens_ = false;
     std::lock_guard<std::mutex> rl(readyMutex_);
     ready_.clear();  // a still scheduled drain call finds nothing
     readyBytes_ = 0;
   }
+  if (iterObj_) bpf_object__close(iterObj_);
+  iterObj_ = nullptr;
   if (obj_) bpf_object__close(obj_);
   obj_ = nullptr;
   if (statsFd_ >= 0) close(statsFd_);
   statsFd_ = -1;
-  sockops_ = iter_ = mapIter_ = fileIter_ = nullptr;
-  events_ = connState_ = lost_ = iterFallback_ = walkGen_ = nullptr;
+  sockops_ = iter_ = nullptr;
+  events_ = connState_ = lost_ = iterFallback_ = nullptr;
+  source_ = SourceKind::None;
   loaded_ = false;
   closed_ = true;
 }

@@ -3,21 +3,26 @@
 //
 // Lifecycle follows libbpf's open -> configure -> load -> attach -> poll:
 //   new BpfProbe(objPath, tunables)  open + set .rodata tunables / ringbuf size
-//   load()                           verify and create maps/programs
+//   load()                           verify and create the core: kmesh_sockops
+//                                    and the maps (fatal when it fails)
+//   useSource(kind, options)         the periodic-report source, tried by
+//                                    really loading (attaching, walking) it;
+//                                    throws the kernel's reason, never fatal
+//                                    for the probe (see UseSource)
 //   attachCgroup(path)               bpf_link at a cgroup-v2 directory (never pinned)
 //   detachCgroups()                  destroy those links, keep the rest (re-attachable)
 //   startDrain(onBatch, pollMs)      native thread: ringbuf -> one Buffer per batch
 //   drainNow() / iterate()           synchronous reads (tests)
 //   iterateAsync(cb)                 the periodic walk on a thread of its own
-//   iteratorInfo()                   which iterator program load() settled on
+//   close()                          stop thread, destroy links, free everything
 //
 // Ordering: every record consumed from the ringbuf, by whichever thread,
 // is appended to one queue (ready_) under rbMutex_, so the queue is in
 // ringbuf order; the JS side (drain callback, drainNow, iterate) only ever
-// takes from the front of that queue. The iterator's reports travel through
-// the same ringbuf, so a report and the close of the same socket reach JS in
-// the order the kernel emitted them (see kmesh_conn_iter).
-//   close()                          stop thread, destroy links, free everything
+// takes from the front of that queue. The iterators' reports travel through
+// the same ringbuf, and sock_diag's reports are appended to ready_ under the
+// same lock after every close consumed so far (see JoinDiagRows), so a report
+// and the close of the same socket reach JS in the order they happened.
 //
 // Nothing is pinned in bpffs and every attachment is a bpf_link owned by this
 // process, so a killed agent leaves nothing behind in the kernel.
@@ -29,9 +34,16 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
+#include <unordered_map>
+#include <utility>
 #include <vector>
+
+#include "netns.h"
+#include "sock_diag.h"
+#include "record_c.h"
 
 struct bpf_object;
 struct bpf_program;
@@ -54,20 +66,51 @@ class BpfProbe : public Napi::ObjectWrap<BpfProbe> {
   Napi::Value DrainNow(const Napi::CallbackInfo& info);
   Napi::Value Iterate(const Napi::CallbackInfo& info);
   Napi::Value IterateAsync(const Napi::CallbackInfo& info);
-  Napi::Value IteratorInfo(const Napi::CallbackInfo& info);
+  Napi::Value UseSource(const Napi::CallbackInfo& info);
+  Napi::Value Source(const Napi::CallbackInfo& info);
+  Napi::Value LastWalk(const Napi::CallbackInfo& info);
+  static Napi::Value ListNamespaces(const Napi::CallbackInfo& info);
   Napi::Value LostRecords(const Napi::CallbackInfo& info);
   Napi::Value IterFallbackRecords(const Napi::CallbackInfo& info);
   Napi::Value ProgramStats(const Napi::CallbackInfo& info);
   Napi::Value ProgramIds(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 
+  enum class SourceKind { None, SkStorageIter, TcpIter, SockDiag, RttCb };
+  static const char* SourceName(SourceKind k);
+
+  // What one walk did, for the walk's callback and lastWalk().
+  struct WalkStats {
+    double durationMs = 0;
+    uint32_t namespaces = 0;  // walked (per-namespace sources; 1 for the map iterator)
+    uint64_t reported = 0;    // RECORD_REPORTs this walk produced
+    // Namespaces that could not be entered or read this walk: path, reason,
+    // and whether it is the first failure of that namespace (log once).
+    struct Failure {
+      std::string path;
+      std::string reason;
+      bool first;
+    };
+    std::vector<Failure> failures;
+  };
+
   void RequireState(Napi::Env env, bool needLoaded, const char* what);
-  void OpenObject(Napi::Env env);
+  bpf_object* OpenObject(Napi::Env env, const char* onlyProgram);
+  void LoadIterator(Napi::Env env, SourceKind kind);
+  void EnableRttReports(Napi::Env env, uint64_t intervalNs);
   void PrepareWalk(Napi::Env env, const char* what);
-  int WalkInto(std::vector<uint8_t>& all);
+  // The walk of the current source (any thread but the JS one for the
+  // per-namespace sources: they setns()). Returns 0 or an errno.
+  int WalkInto(std::vector<uint8_t>& all, WalkStats& stats);
+  // Runs WalkInto on a thread of its own and waits (synchronous callers).
+  int WalkOnThread(std::vector<uint8_t>& all, WalkStats& stats);
+  int ReadIterFd(int fd, std::vector<uint8_t>& fallback, std::vector<uint8_t>& after);
+  int WalkNamespaces(std::vector<uint8_t>& fallback, std::vector<uint8_t>& after, WalkStats& stats);
+  // Appends RECORD_REPORTs for the rows of tracked connections to ready_,
+  // after consuming the ring (see the ordering note at the top).
+  uint64_t JoinDiagRows(const std::vector<std::pair<uint64_t, std::vector<DiagRow>>>& perNs, uint64_t walkNo);
+  void NoteFailure(WalkStats& stats, const NetnsRef& ns, const std::string& what, int err);
   void PushBackFront(std::vector<uint8_t>&& keep);
-  int LoadWith(bpf_program* iter);
-  const char* IterKind() const;
   void StopDrainThread();
   void DrainLoop(int pollTimeoutMs);
   // Consumes every record now in the ringbuf and appends them, as one batch,
@@ -75,31 +118,43 @@ class BpfProbe : public Napi::ObjectWrap<BpfProbe> {
   // (returns 0) while ready_ holds kMaxReadyBytes or more: the ringbuf is
   // then the bounded buffer and overflow shows up in lost_records.
   int ConsumeToReady();
+  int ConsumeToReadyLocked();  // the same, rbMutex_ already held
   // Takes every batch in ready_, concatenated, in order.
   std::vector<uint8_t> TakeReady();
   uint64_t SumPerCpu(Napi::Env env, bpf_map* map, const char* what);
   void Release();
   static int OnSample(void* ctx, void* data, size_t size);
 
-  bpf_object* obj_ = nullptr;
+  bpf_object* obj_ = nullptr;      // the core: kmesh_sockops and every map
+  bpf_object* iterObj_ = nullptr;  // the iterator source's program, sharing the core's maps
   bpf_program* sockops_ = nullptr;
-  bpf_program* iter_ = nullptr;  // the loaded one of mapIter_ / fileIter_
-  bpf_program* mapIter_ = nullptr;
-  bpf_program* fileIter_ = nullptr;
+  bpf_program* iter_ = nullptr;
   bpf_map* events_ = nullptr;
   bpf_map* connState_ = nullptr;
   bpf_map* lost_ = nullptr;
   bpf_map* iterFallback_ = nullptr;
-  bpf_map* walkGen_ = nullptr;
-  uint64_t walkGenValue_ = 0;
-  // Kept for a second open in load() (see OpenObject).
+  SourceKind source_ = SourceKind::None;
+  // Per-namespace sources: where namespaces are found.
+  std::string procRoot_ = "/proc";
+  std::vector<std::string> netnsDirs_{"/run/netns"};
+  // Namespaces whose failure was already reported (walk threads only; walks
+  // never overlap).
+  std::set<std::pair<dev_t, ino_t>> failedNs_;
+  // sock_diag: the OPEN record of every tracked connection by cookie, kept
+  // from the ring's records (OnSample, under rbMutex_) until its close, so a
+  // diag row can become a full RECORD_REPORT; seenWalk is the last walk that
+  // saw it (pruning of connections whose close was lost).
+  struct Tracked {
+    conn_record open;
+    uint64_t seenWalk;
+  };
+  std::unordered_map<uint64_t, Tracked> tracked_;  // under rbMutex_
+  uint64_t walkNo_ = 0;                             // under rbMutex_
+  bool trackOpens_ = false;                         // under rbMutex_: source_ is sock_diag
+  WalkStats lastWalk_;                              // JS thread
   std::string path_;
   uint64_t wakeupBytes_ = 0;
   uint32_t ringbufBytes_ = 0;
-  // tunables.iterator: "auto", "sk_storage_map" or "task_file".
-  std::string iterChoice_ = "auto";
-  // Why the sk_storage map iterator did not load when "auto" fell back.
-  std::string mapIterError_;
   std::vector<bpf_link*> cgroupLinks_;
   bpf_link* iterLink_ = nullptr;
   ring_buffer* rb_ = nullptr;

@@ -1,4 +1,4 @@
-import type { Attributes, Counter, Meter, ObservableGauge, UpDownCounter } from '@opentelemetry/api';
+import type { Attributes, Counter, Histogram, Meter, ObservableGauge, UpDownCounter } from '@opentelemetry/api';
 import type { Resource } from '@opentelemetry/resources';
 import {
   AggregationTemporality,
@@ -65,6 +65,11 @@ export class SelfTelemetry {
       this.upDowns.set(full, c);
     }
     return c;
+  }
+
+  /** A histogram named `kmesh_otel_<name>` with explicit bucket boundaries (in `unit`). */
+  histogram(name: string, description: string, unit: string, boundaries: number[]): Histogram {
+    return this.meter.createHistogram(SELF_METRIC_PREFIX + name, { description, unit, advice: { explicitBucketBoundaries: boundaries } });
   }
 
   /** An observable gauge named `kmesh_otel_<name>` read at collection time. */

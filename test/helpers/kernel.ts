@@ -11,10 +11,11 @@
  * pods, and a cleanup that is checked.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { RECORD_SIZE, RecordLayout } from '../../src/receiver/ebpf/layout.js';
+import { choosePeriodicSource, type PeriodicSourceSetting } from '../../src/receiver/ebpf/periodicSource.js';
 import { createPodNetwork, killAllPeers, removeStaleNamespaces, type PodNetwork } from './netns.js';
 
 export const CGROUP_ROOT = process.env.KMESH_TEST_CGROUP ?? '/sys/fs/cgroup/unified';
@@ -45,26 +46,69 @@ export function kernelSkipReason(): string | undefined {
 /** The addon's BpfProbe, typed (native/index.d.ts). */
 export type BpfProbe = import('../../native/index.js').BpfProbe;
 type BpfProbeTunables = import('../../native/index.js').BpfProbeTunables;
+type PeriodicSourceKind = import('../../native/index.js').PeriodicSourceKind;
 
-/** Loads bpf/tcp_probe.bpf.o and attaches it at the cgroup-v2 root. */
+/**
+ * Loads bpf/tcp_probe.bpf.o, settles its periodic-report source (default
+ * `auto`: the agent's ladder) and attaches it at the cgroup-v2 root. A pinned
+ * source the kernel refuses throws the agent's PinnedSourceError (see
+ * {@link sourceOrSkip} for tests of one source).
+ */
 export async function openProbe(
-  opts: { wakeupBytes?: number; ringbufBytes?: number; runTimeStats?: boolean; attach?: boolean; iterator?: BpfProbeTunables['iterator'] } = {},
+  opts: {
+    wakeupBytes?: number;
+    ringbufBytes?: number;
+    runTimeStats?: boolean;
+    attach?: boolean;
+    source?: PeriodicSourceSetting;
+    rttIntervalMs?: number;
+  } = {},
 ): Promise<BpfProbe> {
   if (!existsSync(BPF_OBJECT)) throw new Error(`${BPF_OBJECT} missing: run npm run build:bpf`);
   const { BpfProbe } = await import('../../native/index.js');
   const tunables: BpfProbeTunables = { wakeupBytes: opts.wakeupBytes ?? 64 * 1024 };
   if (opts.ringbufBytes !== undefined) tunables.ringbufBytes = opts.ringbufBytes;
   if (opts.runTimeStats !== undefined) tunables.runTimeStats = opts.runTimeStats;
-  if (opts.iterator !== undefined) tunables.iterator = opts.iterator;
   const probe = new BpfProbe(BPF_OBJECT, tunables);
   try {
     probe.load();
+    choosePeriodicSource(probe, opts.source ?? 'auto', { rttIntervalMs: opts.rttIntervalMs ?? 5_000 });
     if (opts.attach !== false) probe.attachCgroup(CGROUP_ROOT);
   } catch (err) {
     probe.close();
     throw err;
   }
   return probe;
+}
+
+/**
+ * Why this kernel refuses periodic-report `source`, or undefined when it
+ * loads: a real trial load on a probe of its own (closed again), for a
+ * test's `skip` option, so that the skip prints the kernel's reason.
+ */
+export async function sourceSkipReason(source: PeriodicSourceKind): Promise<string | undefined> {
+  const root = kernelSkipReason();
+  if (root !== undefined) return root;
+  const { BpfProbe } = await import('../../native/index.js');
+  const probe = new BpfProbe(BPF_OBJECT, { wakeupBytes: 64 * 1024 });
+  try {
+    probe.load();
+    probe.useSource(source, {});
+    return undefined;
+  } catch (err) {
+    return `this kernel (${kernelRelease()}) refuses ${source}: ${(err as Error).message.split('\n')[0]}`;
+  } finally {
+    probe.close();
+  }
+}
+
+/** `uname -r`, for skip messages and figures. */
+export function kernelRelease(): string {
+  try {
+    return readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim();
+  } catch {
+    return 'unknown kernel';
+  }
 }
 
 /** One record, raw (numbers as the kernel wrote them, addresses as text). */

@@ -21,14 +21,21 @@ import {
   RECORD_CLOSE,
   RECORD_OPEN,
   RECORD_REPORT,
+  sourceSkipReason,
   TCP_ESTABLISHED,
   withKernelFixture,
-  type BpfProbe,
   type RawRecord,
 } from '../helpers/kernel.js';
 import { startPeer } from '../helpers/netns.js';
 
 const skip = kernelSkipReason();
+
+/** The sources that walk (rtt_cb reports from sockops itself: see sources.test.ts). */
+const WALKING_SOURCES = ['sk_storage_iter', 'tcp_iter', 'sock_diag'] as const;
+/** Why this kernel refuses each source (printed as the skip reason), or undefined. */
+const sourceSkip: Record<string, string | undefined> = Object.fromEntries(
+  await Promise.all(WALKING_SOURCES.map(async (s) => [s, skip ?? (await sourceSkipReason(s))] as const)),
+);
 
 /**
  * Loopback churn for argv[1] ms: 16 clients in a loop, each connection held
@@ -123,71 +130,11 @@ describe('kernel: periodic reports and draining', { skip }, () => {
     }
   });
 
-  it('both iterator programs report a socket once per walk, also when two processes hold it', async (t) => {
-    // conn_state is per probe: attach before the connection exists.
-    const probes: BpfProbe[] = [await openProbe({ iterator: 'task_file' })];
-    assert.equal(probes[0]!.iteratorInfo().kind, 'task_file');
-    try {
-      const mapProbe = await openProbe({ iterator: 'sk_storage_map' });
-      probes.push(mapProbe);
-      assert.equal(mapProbe.iteratorInfo().kind, 'sk_storage_map');
-    } catch (err) {
-      // Some hardened kernels refuse map-element iterators (EPERM at load);
-      // the agent then runs on kmesh_file_iter, which this test covers anyway.
-      if ((err as { errno?: number }).errno !== 1) throw err;
-      t.diagnostic(`this kernel refuses the sk_storage map iterator: ${(err as Error).message.split('\n')[0]}`);
-    }
-    const server = createServer((s) => {
-      s.on('data', () => s.write(Buffer.alloc(11, 0x61)));
-      s.on('error', () => undefined);
-    });
-    let client: Socket | undefined;
-    let child: ReturnType<typeof spawn> | undefined;
-    try {
-      await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
-      const port = (server.address() as AddressInfo).port;
-      await new Promise<void>((resolve, reject) => {
-        const c = connect(port, '127.0.0.1', () => c.write(Buffer.alloc(23, 0x62)));
-        client = c;
-        c.on('data', () => resolve());
-        c.on('error', reject);
-      });
-      // kmesh_file_iter meets a socket once per process holding it: the child
-      // inherits the client socket as its fd 3, so each walk meets it twice.
-      child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)'], { stdio: ['ignore', 'ignore', 'ignore', client!] });
-      await new Promise<void>((resolve, reject) => child!.once('spawn', resolve).once('error', reject));
-      const exact = (r: RawRecord): boolean =>
-        r.direction === OUTBOUND ? r.sentBytes === 23n && r.receivedBytes === 11n : r.sentBytes === 11n && r.receivedBytes === 23n;
-      const mine = (r: RawRecord): boolean => r.kind === RECORD_REPORT && (r.dstPort === port || r.srcPort === port);
-      for (const probe of probes) {
-        const kind = probe.iteratorInfo().kind;
-        // The last ACK may lag: walk until both sockets show exact totals.
-        let reports: RawRecord[] = [];
-        for (let i = 0; i < 50; i++) {
-          reports = readRecords(probe.iterate()).filter(mine);
-          if (reports.length === 2 && reports.every(exact)) break;
-          await new Promise((r) => setTimeout(r, 20));
-        }
-        assert.equal(reports.length, 2, `${kind}: one report per socket per walk, got ${reports.length}`);
-        assert.equal(new Set(reports.map((r) => r.socketCookie)).size, 2, `${kind}: two distinct sockets`);
-        assert.deepEqual(reports.map((r) => r.direction).sort(), [OUTBOUND, INBOUND].sort(), `${kind}: both sides`);
-        for (const r of reports) assert.ok(exact(r), `${kind}: exact totals, sent ${r.sentBytes} received ${r.receivedBytes}`);
-        // A second walk reports them again (a new walk generation).
-        const again = readRecords(probe.iterate()).filter(mine);
-        assert.equal(again.length, 2, `${kind}: second walk`);
-      }
-    } finally {
-      child?.kill('SIGKILL');
-      client?.destroy();
-      await new Promise<void>((r) => server.close(() => r()));
-      for (const p of probes) p.close();
-    }
-  });
-
-  it('a walk over more sockets than a one-page ringbuf holds: every socket, exact totals, through read() when the ring is full', async () => {
+  for (const source of ['sk_storage_iter', 'tcp_iter'] as const) {
+  it(`a walk over more sockets than a one-page ringbuf holds: every socket, exact totals, through read() when the ring is full (${source})`, { skip: sourceSkip[source] }, async () => {
     // 4 KiB ring: 28 records. The walk must spill into the read() buffer
     // (iter_fallback_records) and still hand over every socket.
-    const small = await openProbe({ ringbufBytes: 4096 });
+    const small = await openProbe({ ringbufBytes: 4096, source });
     const server = createServer((s) => {
       let got = 0;
       s.on('data', (d) => {
@@ -251,16 +198,18 @@ describe('kernel: periodic reports and draining', { skip }, () => {
       small.close();
     }
   });
+  }
 
+  for (const source of WALKING_SOURCES)
   for (const mode of ['iterate() + drainNow()', 'iterateAsync() + drain thread'] as const) {
-  it(`a report never follows the close of its socket (concurrent churn while walking, ${mode})`, async () => {
+  it(`a report never follows the close of its socket (concurrent churn while walking, ${source}, ${mode})`, { skip: sourceSkip[source] }, async () => {
     // A child churns short loopback connections (each held a few ms) while
     // this process walks and drains in a loop; the records are checked in
     // the order the addon returned them. With iterateAsync() the drain
     // thread keeps consuming during the walk and its callback must hold the
     // records back until the walk's result is delivered.
     const asyncMode = mode.startsWith('iterateAsync');
-    const probe = asyncMode ? await openProbe() : k.probe;
+    const probe = await openProbe({ source });
     const churn = spawn(process.execPath, ['--input-type=module', '-e', CHURN_SCRIPT, '1500'], { stdio: ['ignore', 'pipe', 'pipe'] });
     const lines: string[] = [];
     createInterface({ input: churn.stdout }).on('line', (l) => lines.push(l));
@@ -323,7 +272,7 @@ describe('kernel: periodic reports and draining', { skip }, () => {
         const c = closeOf.get(r.socketCookie);
         if (c === undefined) continue;
         reportedThenClosed++;
-        // Up to 1 byte over: the iterator reads the socket without its lock,
+        // Up to 1 byte over: an iterator reads the socket without its lock,
         // and tcp_data_queue() counts a received FIN in bytes_received
         // (tcp_rcv_nxt_update) just before tcp_fin() sets SOCK_DONE, which
         // payload_totals() corrects by; a report read in between counts the
@@ -338,7 +287,7 @@ describe('kernel: periodic reports and draining', { skip }, () => {
       assert.ok(reportedThenClosed > 0, 'some connections were reported and then closed');
     } finally {
       churn.kill('SIGKILL');
-      if (asyncMode) probe.close();
+      probe.close();
     }
   });
   }

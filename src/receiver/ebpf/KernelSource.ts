@@ -1,15 +1,34 @@
 /**
  * The receiver's view of the kernel: a small interface with one real
- * implementation over the native addon (native/index.js, `BpfProbe`) and
- * fakes in unit tests. Every Buffer is a packed run of `struct conn_record`.
+ * implementation over the native addon (native/index.js, `BpfProbe`, whose
+ * declarations in native/index.d.ts are the one description of the addon)
+ * and fakes in unit tests. Every Buffer is a packed run of `struct
+ * conn_record`.
  */
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { packageRoot } from './config.js';
+import type * as Native from '../../../native/index.js';
+import { packageRoot } from '../../paths.js';
+
+export type PeriodicSourceKind = Native.PeriodicSourceKind;
+export type WalkStats = Native.BpfWalkStats;
+export type UseSourceOptions = Native.UseSourceOptions;
+
+/** One walk's records (to process as a whole, like a drained batch) and what it did. */
+export interface WalkResult {
+  records: Uint8Array;
+  stats: WalkStats;
+}
 
 export interface KernelSource {
-  /** Verifies and loads the BPF object. Throws with the loader's (and verifier's) message. */
+  /** Verifies and loads the core (sockops, sk_storage, ringbuf). Throws with the loader's (and verifier's) message. */
   load(): void;
+  /**
+   * Makes `kind` the periodic-report source by really loading (attaching,
+   * walking) it. Throws with the kernel's reason when the kernel refuses it,
+   * leaving the source unchanged, so the caller can try the next one.
+   */
+  useSource(kind: PeriodicSourceKind, options: UseSourceOptions): void;
   /** Attaches the sockops program to a cgroup v2 directory (bpf_link: detached on close or process death). */
   attach(cgroupPath: string): void;
   /**
@@ -20,38 +39,26 @@ export interface KernelSource {
   /** Whatever the ringbuf holds now, after anything drained but not yet delivered (may be empty). */
   drainNow(): Uint8Array;
   /**
-   * One walk of the kernel's connection iterator: RECORD_REPORT records with
-   * running totals of every established tracked socket. The reports share
-   * the ringbuf with the events, so the buffer also holds every other record
-   * drained up to the end of the walk, in the kernel's order (a report never
-   * follows the close of its socket): process it as a whole, like a drained
-   * batch. The real source walks on a thread of its own and resolves later
-   * (no drained batch is delivered meanwhile: they follow the walk's records);
-   * fakes may answer at once.
+   * One walk of the periodic-report source: RECORD_REPORT records with
+   * running totals of every established tracked socket. The reports keep the
+   * ringbuf's order, so the buffer also holds every other record drained up
+   * to the end of the walk (a report never follows the close of its
+   * socket): process it as a whole, like a drained batch. The real source
+   * walks on a thread of its own and resolves later (no drained batch is
+   * delivered meanwhile: they follow the walk's records); fakes may answer
+   * at once. Rejects with an Error that carries the walk's `stats`.
    */
-  iterate(): Uint8Array | Promise<Uint8Array>;
+  iterate(): WalkResult | Promise<WalkResult>;
   /** Records the kernel dropped because the ringbuf was full (cumulative). */
   lostRecords(): bigint;
   /**
-   * Reports the iterator could not put into the full ringbuf and returned
+   * Reports an iterator could not put into the full ringbuf and returned
    * through its read() buffer instead (cumulative; not lost, but the slow
    * path). Optional: fakes may leave it out.
    */
   iteratorFallbackRecords?(): bigint;
-  /**
-   * Which iterator program load() settled on: `sk_storage_map` walks the
-   * tracked sockets; `task_file` (kernels that refuse map-element iterators)
-   * walks every process's open files. Optional: fakes may leave it out.
-   */
-  iteratorInfo?(): IteratorInfo;
   /** Stops draining, detaches and frees everything. Idempotent. */
   close(): void;
-}
-
-export interface IteratorInfo {
-  kind: 'sk_storage_map' | 'task_file';
-  /** Why the sk_storage map iterator did not load, when load() fell back. */
-  mapIteratorError?: string;
 }
 
 export interface KernelSourceOptions {
@@ -62,45 +69,36 @@ export interface KernelSourceOptions {
 /** Creates (opens, not yet loads) a kernel source. Async: the addon is imported on first use. */
 export type KernelSourceFactory = (options: KernelSourceOptions) => Promise<KernelSource>;
 
-/** The subset of native/index.d.ts this adapter uses (kept structural so src/ compiles without the addon). */
-interface NativeProbe {
-  load(): void;
-  attachCgroup(path: string): void;
-  startDrain(onBatch: (records: Buffer) => void, pollTimeoutMs: number): void;
-  stopDrain(): void;
-  drainNow(): Buffer;
-  iterateAsync(callback: (err: Error | null, records?: Buffer) => void): void;
-  lostRecords(): bigint;
-  iterFallbackRecords(): bigint;
-  iteratorInfo(): IteratorInfo;
-  close(): void;
-}
-interface NativeModule {
-  BpfProbe: new (objPath: string, tunables: { wakeupBytes: number }) => NativeProbe;
+/**
+ * The addon module. The import happens here rather than at module load so
+ * that `kmesh-otel validate` and unit tests work without a built addon; a
+ * missing addon becomes a start-up error naming the fix.
+ */
+export async function loadNative(): Promise<typeof Native> {
+  const url = pathToFileURL(join(packageRoot, 'native', 'index.js')).href;
+  return (await import(url)) as typeof Native;
 }
 
-/**
- * The real kernel, through the addon. The import happens here rather than at
- * module load so that `kmesh-otel validate` and unit tests work without a
- * built addon; a missing addon becomes a start-up error naming the fix.
- */
+/** The real kernel, through the addon. */
 export const nativeKernelSource: KernelSourceFactory = async (options) => {
-  const url = pathToFileURL(join(packageRoot(), 'native', 'index.js')).href;
-  const native = (await import(url)) as NativeModule;
+  const native = await loadNative();
   const probe = new native.BpfProbe(options.objectPath, { wakeupBytes: options.wakeupBytes });
   let closed = false;
   return {
     load: () => probe.load(),
+    useSource: (kind, opts) => probe.useSource(kind, opts),
     attach: (path) => probe.attachCgroup(path),
     startDrain: (onBatch, pollTimeoutMs) => probe.startDrain(onBatch, Math.min(60_000, Math.max(1, Math.round(pollTimeoutMs)))),
     drainNow: () => probe.drainNow(),
     iterate: () =>
-      new Promise<Uint8Array>((resolve, reject) => {
-        probe.iterateAsync((err, records) => (err ? reject(err) : resolve(records ?? Buffer.alloc(0))));
+      new Promise<WalkResult>((resolve, reject) => {
+        probe.iterateAsync((err, records, stats) => {
+          if (err !== null) reject(Object.assign(err, { stats }));
+          else resolve({ records: records ?? Buffer.alloc(0), stats });
+        });
       }),
     lostRecords: () => probe.lostRecords(),
     iteratorFallbackRecords: () => probe.iterFallbackRecords(),
-    iteratorInfo: () => probe.iteratorInfo(),
     close: () => {
       if (closed) return;
       closed = true;

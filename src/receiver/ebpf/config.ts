@@ -4,35 +4,21 @@
  * (`z.strictObject`), so `report_intervall` fails validation with
  * `receivers.ebpf.report_intervall: unknown key`.
  */
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { duration } from '../../config/types.js';
-
-/**
- * The repository (or installed package) root: the nearest ancestor of this
- * module holding `bpf/include/record.h`. Works from `src/receiver/ebpf/` (tsx)
- * and from `dist/src/receiver/ebpf/` (tsc output mirrors the root; `dist/`
- * itself has no `bpf/`), and in an installed package (`files` ships `bpf/`).
- */
-export function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 8; i++) {
-    if (existsSync(join(dir, 'bpf', 'include', 'record.h'))) return dir;
-    const up = dirname(dir);
-    if (up === dir) break;
-    dir = up;
-  }
-  // Not found (a partial install): the source layout's answer, so the
-  // start-up check can name a concrete missing path.
-  return join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-}
+import { defaultBpfObjectPath as bpfObjectPath } from '../../paths.js';
 
 /** Default `bpf_object`: `<package root>/bpf/tcp_probe.bpf.o` (built by `npm run build`). */
 export function defaultBpfObjectPath(): string {
-  return join(packageRoot(), 'bpf', 'tcp_probe.bpf.o');
+  return bpfObjectPath;
 }
+
+/**
+ * `periodic_source` values: `auto` tries the sources best first (see
+ * periodicSource.ts); a named one is required (start-up fails with the
+ * kernel's reason when it does not load); `none` runs on the core alone.
+ */
+export const PERIODIC_SOURCE_SETTINGS = ['auto', 'sk_storage_iter', 'tcp_iter', 'sock_diag', 'rtt_cb', 'none'] as const;
 
 const DEFAULT_REPORT_INTERVAL_MS = 5_000;
 
@@ -46,10 +32,32 @@ export const ebpfReceiverConfigSchema = z
      */
     cgroup_path: z.string().min(1).optional(),
     /**
-     * How often long-lived connections report running totals (the
-     * sk_storage iterator walk). Default: 5s.
+     * How often long-lived connections report running totals (one walk of
+     * the periodic-report source; for `rtt_cb`, the least time between two
+     * reports of one socket). Default: 5s.
      */
     report_interval: duration.default(DEFAULT_REPORT_INTERVAL_MS).pipe(z.number().positive({ message: 'must be greater than 0' })),
+    /**
+     * Where periodic reports come from. Default `auto`: the first of
+     * `sk_storage_iter`, `tcp_iter`, `sock_diag`, `rtt_cb` that this kernel
+     * really loads, attaches and walks (start-up logs each one skipped, with
+     * the kernel's reason). Naming one requires it: start-up fails when the
+     * kernel refuses it. `none`: open, close and failure records only (bytes
+     * of long-lived connections appear at their close).
+     */
+    periodic_source: z.enum(PERIODIC_SOURCE_SETTINGS).default('auto'),
+    /**
+     * The host's /proc, where the per-namespace sources (`tcp_iter`,
+     * `sock_diag`) find every process's network namespace. A container that
+     * mounts the host's /proc elsewhere sets it (and runs with hostPID for
+     * the processes to be there). Default: /proc.
+     */
+    proc_path: z.string().min(1).default('/proc'),
+    /**
+     * Directories of bind-mounted network namespaces (`ip netns`, CNI
+     * plugins), also walked by the per-namespace sources. Default: [/run/netns].
+     */
+    netns_dirs: z.array(z.string().min(1)).default(['/run/netns']),
     /**
      * How often the ringbuf is drained at the latest when it is below the
      * wake-up threshold: the bound on how late a closed connection shows up.

@@ -16,7 +16,7 @@ export interface FieldLayout {
 }
 
 /** sizeof(struct conn_record). */
-export const RECORD_SIZE = 136;
+export const RECORD_SIZE = 144;
 
 /** Every member of struct conn_record, in declaration order (names as in C). */
 export const RecordLayout = {
@@ -36,14 +36,16 @@ export const RecordLayout = {
   segs_in: { offset: 112, size: 4 },
   segs_out: { offset: 116, size: 4 },
   sk_err: { offset: 120, size: 4 },
-  src_port: { offset: 124, size: 2 },
-  dst_port: { offset: 126, size: 2 },
-  orig_dst_port: { offset: 128, size: 2 },
-  family: { offset: 130, size: 2 },
-  kind: { offset: 132, size: 1 },
-  direction: { offset: 133, size: 1 },
-  state: { offset: 134, size: 1 },
-  _pad: { offset: 135, size: 1 },
+  acked_base: { offset: 124, size: 4 },
+  received_base: { offset: 128, size: 4 },
+  src_port: { offset: 132, size: 2 },
+  dst_port: { offset: 134, size: 2 },
+  orig_dst_port: { offset: 136, size: 2 },
+  family: { offset: 138, size: 2 },
+  kind: { offset: 140, size: 1 },
+  direction: { offset: 141, size: 1 },
+  state: { offset: 142, size: 1 },
+  _pad: { offset: 143, size: 1 },
 } as const satisfies Record<string, FieldLayout>;
 
 /** Offsets as plain constants for the hot path (no property lookups per record). */

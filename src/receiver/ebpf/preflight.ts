@@ -133,14 +133,16 @@ export function preflight(config: PreflightInput, sys: SystemProbe = realSystem)
   return { cgroupPath: cgroupPath! };
 }
 
-/** The message for a failed load: the loader's own error plus what usually causes it. */
+/**
+ * The message for a failed load of the core: the addon's error already names
+ * the errno, what usually causes it and libbpf's (and the verifier's) log;
+ * this adds only where to look next.
+ */
 export function loadFailureMessage(objectPath: string, err: unknown): string {
   const detail = err instanceof Error ? err.message : String(err);
   return (
     `loading BPF object ${objectPath} failed: ${detail}\n` +
-    '  The kernel may be too old or built without what the program needs (BTF at /sys/kernel/btf/vmlinux, ' +
-    'sockops, BPF_MAP_TYPE_SK_STORAGE, bpf_sk_storage_map iterators, ringbuf: Linux 5.10 or newer), ' +
-    'or the verifier rejected the program (its log is part of the message above). ' +
-    'Rebuild with `npm run build` if the object is stale.'
+    '  The core needs BTF (/sys/kernel/btf/vmlinux), sockops, BPF_MAP_TYPE_SK_STORAGE and ringbuf (Linux 5.10+). ' +
+    '`kmesh-otel doctor` checks each; `npm run build` rebuilds a stale object.'
   );
 }

@@ -5,12 +5,13 @@
  * wired. Emitting per drained batch is what makes a closed connection visible
  * on the next scrape without any fixed sleep.
  */
-import type { Attributes, Counter } from '@opentelemetry/api';
+import type { Attributes, Counter, Histogram } from '@opentelemetry/api';
 import type { CreateSettings, Host, LogsConsumer, MetricsConsumer, Receiver } from '../../component/component.js';
 import type { EbpfReceiverConfig } from './config.js';
 import { newDecodeContext, type DecodeStats } from './decode.js';
-import { nativeKernelSource, type KernelSource, type KernelSourceFactory } from './KernelSource.js';
+import { nativeKernelSource, type KernelSource, type KernelSourceFactory, type WalkStats } from './KernelSource.js';
 import { sharedClock, type MonotonicClock } from './MonotonicClock.js';
+import { choosePeriodicSource, PinnedSourceError, SOURCE_NEEDS, type SourceChoice } from './periodicSource.js';
 import { EbpfReceiverStartError, loadFailureMessage, preflight } from './preflight.js';
 import { RecordProcessor, type KindCounts, type ProcessResult } from './RecordProcessor.js';
 
@@ -38,6 +39,9 @@ interface SelfMetrics {
   evictions: Counter;
   expirations: Counter;
   readErrors: Counter;
+  walkDuration: Histogram;
+  walkReported: Counter;
+  netnsFailures: Counter;
   acceptedPoints: Counter;
   refusedPoints: Counter;
   acceptedLogs: Counter;
@@ -63,6 +67,8 @@ export class EbpfReceiver implements Receiver {
   private lastLost = 0n;
   private lastIteratorFallback = 0n;
   private readErrorCount = 0;
+  /** The periodic-report source start() settled on. */
+  private choice: SourceChoice | undefined;
   private seen: { stats: DecodeStats; kinds: KindCounts; evictions: number; expirations: number };
 
   constructor(
@@ -100,6 +106,14 @@ export class EbpfReceiver implements Receiver {
       evictions: t.counter('ebpf_connection_evictions', 'Tracked connections evicted because the table was full (max_connections)'),
       expirations: t.counter('ebpf_connection_expirations', 'Tracked connections forgotten after connection_ttl without a record (lost close)'),
       readErrors: t.counter('ebpf_kernel_read_errors', 'Failed reads of the kernel iterator or counters'),
+      walkDuration: t.histogram('ebpf_walk_duration', 'Duration of one walk of the periodic-report source, by source', 's', [
+        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+      ]),
+      walkReported: t.counter('ebpf_walk_reported_sockets', 'Connections reported by walks of the periodic-report source, by source'),
+      netnsFailures: t.counter(
+        'ebpf_netns_failures',
+        'Network namespaces a per-namespace walk could not enter or read (each namespace is logged once)',
+      ),
       acceptedPoints: t.counter('receiver_accepted_points', 'Metric points the next consumer accepted'),
       refusedPoints: t.counter('receiver_refused_points', 'Metric points the next consumer refused'),
       acceptedLogs: t.counter('receiver_accepted_log_records', 'Log records the next consumer accepted'),
@@ -190,8 +204,12 @@ export class EbpfReceiver implements Receiver {
     if (kernel === undefined) return;
     let reports: Uint8Array | undefined;
     try {
-      reports = await kernel.iterate();
+      const walk = await kernel.iterate();
+      reports = walk.records;
+      this.recordWalk(walk.stats);
     } catch (err) {
+      const stats = (err as { stats?: WalkStats }).stats;
+      if (stats !== undefined) this.recordWalk(stats);
       this.readError('iterate', err);
     }
     // Also during shutdown (which waits for this walk): the buffer holds
@@ -219,6 +237,29 @@ export class EbpfReceiver implements Receiver {
     this.deps.clock.maybeResync();
   }
 
+  /** Walk self-metrics, and one log line per namespace on its first failure. */
+  private recordWalk(stats: WalkStats): void {
+    const source = this.choice?.source ?? stats.source;
+    if (source === 'none' || source === 'rtt_cb') return; // no walk: the tick only drains
+    const attrs = { ...this.attrs, source };
+    this.metrics.walkDuration.record(stats.durationMs / 1000, attrs);
+    if (stats.reported > 0) this.metrics.walkReported.add(stats.reported, attrs);
+    for (const f of stats.namespaceFailures) {
+      this.metrics.netnsFailures.add(1, attrs);
+      if (f.first) {
+        this.settings.logger.warn(
+          { source, namespace: f.path, reason: f.reason },
+          'a network namespace could not be walked: its long-lived connections get no periodic report (logged once per namespace)',
+        );
+      }
+    }
+  }
+
+  /** Which periodic-report source is in use (after start). */
+  get periodicSource(): SourceChoice | undefined {
+    return this.choice;
+  }
+
   private async doStart(_host: Host): Promise<void> {
     if (this.state !== 'created') return; // shut down before start: nothing to do
     this.state = 'starting';
@@ -236,6 +277,16 @@ export class EbpfReceiver implements Receiver {
         kernel.load();
       } catch (err) {
         throw new EbpfReceiverStartError(loadFailureMessage(config.bpf_object, err), { cause: err });
+      }
+      try {
+        this.choice = choosePeriodicSource(kernel, config.periodic_source, {
+          procPath: config.proc_path,
+          netnsDirs: config.netns_dirs,
+          rttIntervalMs: config.report_interval,
+        });
+      } catch (err) {
+        if (err instanceof PinnedSourceError) throw new EbpfReceiverStartError(err.message, { cause: err });
+        throw err;
       }
       try {
         kernel.attach(cgroupPath);
@@ -268,15 +319,26 @@ export class EbpfReceiver implements Receiver {
         this.reportTick().catch((err: unknown) => this.settings.logger.error({ err }, 'ebpf receiver report tick failed'));
       }, config.report_interval);
       this.state = 'running';
-      const iterator = kernel.iteratorInfo?.();
-      this.settings.logger.info({ cgroupPath, bpfObject: config.bpf_object, iterator: iterator?.kind }, 'ebpf receiver attached');
-      if (iterator?.kind === 'task_file') {
-        // Still every report_interval, but seen through processes' open files:
-        // a socket no visible process holds open is reported only at its close.
+      const { source, skipped } = this.choice;
+      this.settings.telemetry.gauge('ebpf_periodic_source', 'The periodic-report source in use (1), by source', () => [[1, { ...this.attrs, source }]]);
+      for (const s of skipped) {
+        this.settings.logger.info({ source: s.source, reason: s.reason }, 'periodic-report source not available on this kernel');
+      }
+      this.settings.logger.info(
+        { cgroupPath, bpfObject: config.bpf_object, periodicSource: source, needs: source === 'none' ? undefined : SOURCE_NEEDS[source] },
+        'ebpf receiver attached',
+      );
+      if (source === 'none') {
         this.settings.logger.warn(
-          { reason: iterator.mapIteratorError },
-          'this kernel refused the sk_storage map iterator; periodic reports walk the open files of every process ' +
-            'instead (iter/task_file): run the agent in the host PID namespace (hostPID) so that pods\' sockets are visible',
+          config.periodic_source === 'none'
+            ? { reason: 'receivers.ebpf.periodic_source is none' }
+            : { reason: 'this kernel refused every periodic-report source (see the lines above)' },
+          'no periodic reports: open, close and failure records only; bytes of long-lived connections appear only at their close',
+        );
+      } else if (source === 'rtt_cb') {
+        this.settings.logger.warn(
+          {},
+          'periodic reports come from ACKs with an RTT sample (rtt_cb): a socket that only receives data is reported only at its close',
         );
       }
     } catch (err) {

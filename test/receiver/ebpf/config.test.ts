@@ -23,6 +23,9 @@ describe('ebpf receiver config', () => {
       connection_ttl: 15000,
       max_connections: 262144,
       log_periodic_reports: true,
+      periodic_source: 'auto',
+      proc_path: '/proc',
+      netns_dirs: ['/run/netns'],
     });
     assert.equal(createDefaultEbpfReceiverConfig().cgroup_path, undefined, 'auto-detected at start');
   });
@@ -42,6 +45,9 @@ describe('ebpf receiver config', () => {
       connection_ttl: 60_000,
       max_connections: 1000,
       log_periodic_reports: false,
+      periodic_source: 'sock_diag',
+      proc_path: '/host/proc',
+      netns_dirs: ['/run/netns', '/var/run/docker/netns'],
     });
   });
 
@@ -64,6 +70,8 @@ describe('ebpf receiver config', () => {
     assert.match(problems({ report_interval: 0 }), /^receivers\.ebpf\.report_interval: must be greater than 0/);
     assert.match(problems({ log_periodic_reports: 'yes' }), /^receivers\.ebpf\.log_periodic_reports: /);
     assert.match(problems({ cgroup_path: '' }), /^receivers\.ebpf\.cgroup_path: /);
+    assert.match(problems({ periodic_source: 'task_file' }), /^receivers\.ebpf\.periodic_source: .*"auto"\|"sk_storage_iter"\|"tcp_iter"\|"sock_diag"\|"rtt_cb"\|"none"/);
+    assert.match(problems({ netns_dirs: '/run/netns' }), /^receivers\.ebpf\.netns_dirs: /);
   });
 
   it('requires connection_ttl to exceed report_interval', () => {

@@ -104,7 +104,7 @@ describe('preflight', () => {
   it('explains load failures', () => {
     const msg = loadFailureMessage('/obj.o', new Error('Permission denied (verifier log: ...)'));
     assert.match(msg, /^loading BPF object \/obj\.o failed: Permission denied/);
-    assert.match(msg, /kernel may be too old/);
-    assert.match(msg, /verifier/);
+    assert.match(msg, /sockops, BPF_MAP_TYPE_SK_STORAGE and ringbuf/);
+    assert.match(msg, /`kmesh-otel doctor` checks each/);
   });
 });

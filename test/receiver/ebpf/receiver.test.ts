@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { pino } from 'pino';
 import { describe, it } from 'node:test';
 import type { CreateSettings, Host } from '../../../src/component/component.js';
 import type { LogsBatch } from '../../../src/model/logs.js';
 import type { MetricsBatch } from '../../../src/model/metrics.js';
 import { createDefaultEbpfReceiverConfig, type EbpfReceiverConfig } from '../../../src/receiver/ebpf/config.js';
 import { createEbpfReceiverFactory } from '../../../src/receiver/ebpf/factory.js';
-import type { KernelSource, KernelSourceOptions } from '../../../src/receiver/ebpf/KernelSource.js';
+import type { KernelSource, KernelSourceOptions, PeriodicSourceKind, UseSourceOptions, WalkResult, WalkStats } from '../../../src/receiver/ebpf/KernelSource.js';
 import { EbpfReceiverStartError } from '../../../src/receiver/ebpf/preflight.js';
 import { EbpfReceiver, type EbpfReceiverDeps } from '../../../src/receiver/ebpf/receiver.js';
 import { testSettings } from '../../helpers/settings.js';
@@ -22,10 +24,21 @@ class FakeKernel implements KernelSource {
   failLoad: Error | undefined;
   failIterate = false;
   closed = 0;
+  /** Sources this fake kernel refuses, with the reason useSource throws. */
+  refuse = new Map<PeriodicSourceKind, string>([['sk_storage_iter', 'Operation not permitted (errno 1)']]);
+  sourceOptions: UseSourceOptions | undefined;
+  /** What the next walks report about namespaces. */
+  walkFailures: WalkStats['namespaceFailures'] = [];
   constructor(readonly options: KernelSourceOptions) {}
   load(): void {
     this.calls.push('load');
     if (this.failLoad !== undefined) throw this.failLoad;
+  }
+  useSource(kind: PeriodicSourceKind, options: UseSourceOptions): void {
+    this.calls.push(`useSource ${kind}`);
+    const reason = this.refuse.get(kind);
+    if (reason !== undefined) throw new Error(`the kernel refused ${kind}: ${reason}\nlibbpf: log lines`);
+    this.sourceOptions = options;
   }
   attach(path: string): void {
     this.calls.push(`attach ${path}`);
@@ -41,10 +54,13 @@ class FakeKernel implements KernelSource {
     this.pending = Buffer.alloc(0);
     return p;
   }
-  iterate(): Uint8Array {
+  iterate(): WalkResult {
     this.calls.push('iterate');
-    if (this.failIterate) throw new Error('iterator broke');
-    return this.reports;
+    const stats: WalkStats = { source: 'tcp_iter', durationMs: 12, namespaces: 3, reported: 0, namespaceFailures: this.walkFailures };
+    if (this.failIterate) throw Object.assign(new Error('iterator broke'), { stats });
+    const records = this.reports;
+    stats.reported = records.byteLength / 144;
+    return { records, stats };
   }
   lostRecords(): bigint {
     return this.lost;
@@ -122,7 +138,7 @@ describe('EbpfReceiver lifecycle', () => {
     assert.equal(r.kernels.length, 1);
     const k = r.kernels[0]!;
     assert.deepEqual(k.options, { objectPath: '/x.o', wakeupBytes: 4096 });
-    assert.deepEqual(k.calls, ['load', 'attach /cg', 'startDrain']);
+    assert.deepEqual(k.calls, ['load', 'useSource sk_storage_iter', 'useSource tcp_iter', 'attach /cg', 'startDrain']);
     assert.equal(k.pollTimeoutMs, 42);
     await r.receiver.shutdown();
     await r.receiver.shutdown();
@@ -242,7 +258,7 @@ describe('EbpfReceiver lifecycle', () => {
     await assert.rejects(r.receiver.start(host), (err: Error) => {
       assert.ok(err instanceof EbpfReceiverStartError);
       assert.match(err.message, /loading BPF object .* failed: Invalid argument: verifier says no/);
-      assert.match(err.message, /kernel may be too old/);
+      assert.match(err.message, /kmesh-otel doctor/);
       return true;
     });
     assert.equal(r.kernels[0]!.closed, 1);
@@ -275,6 +291,115 @@ describe('EbpfReceiver lifecycle', () => {
     await stopped;
     assert.equal(kernels[0]!.closed, 1);
     assert.ok(!kernels[0]!.calls.includes('startDrain'), 'never started draining');
+  });
+});
+
+/** A pino logger whose lines land in `lines` (parsed). */
+function capturingLogger(lines: Array<Record<string, unknown>>): CreateSettings['logger'] {
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString('utf8').split('\n')) if (l.trim() !== '') lines.push(JSON.parse(l) as Record<string, unknown>);
+      cb();
+    },
+  });
+  return pino({ level: 'info' }, sink);
+}
+
+describe('EbpfReceiver periodic-report sources', () => {
+  it('auto: takes the first source the kernel loads, logs each one skipped with its reason, and names it in a gauge', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const r = rig({ proc_path: '/host/proc', netns_dirs: ['/var/run/netns'], report_interval: 7_000, connection_ttl: 30_000 }, {}, (k) =>
+      k.refuse.set('tcp_iter', 'cannot enter network namespaces (setns: Operation not permitted (errno 1))'),
+    );
+    r.settings.logger = capturingLogger(lines);
+    await r.receiver.start(host);
+    const k = r.kernels[0]!;
+    assert.deepEqual(k.calls.slice(0, 5), ['load', 'useSource sk_storage_iter', 'useSource tcp_iter', 'useSource sock_diag', 'attach /cg']);
+    assert.deepEqual(k.sourceOptions, { procPath: '/host/proc', netnsDirs: ['/var/run/netns'], rttIntervalMs: 7_000 });
+    assert.equal(r.receiver.periodicSource?.source, 'sock_diag');
+    assert.equal(await selfMetric(r.settings, 'ebpf_periodic_source', { source: 'sock_diag' }), 1);
+    assert.equal(await selfMetric(r.settings, 'ebpf_periodic_source'), 1, 'one source in use');
+    const skipped = lines.filter((l) => l.msg === 'periodic-report source not available on this kernel');
+    assert.deepEqual(
+      skipped.map((l) => [l.source, l.reason]),
+      [
+        ['sk_storage_iter', 'the kernel refused sk_storage_iter: Operation not permitted (errno 1)'],
+        ['tcp_iter', 'the kernel refused tcp_iter: cannot enter network namespaces (setns: Operation not permitted (errno 1))'],
+      ],
+    );
+    const attached = lines.find((l) => l.msg === 'ebpf receiver attached');
+    assert.equal(attached?.periodicSource, 'sock_diag');
+    await r.receiver.shutdown();
+  });
+
+  it('auto with every source refused: starts on the core alone and says what is lost', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const r = rig({}, {}, (k) => {
+      for (const s of ['tcp_iter', 'sock_diag', 'rtt_cb'] as const) k.refuse.set(s, 'no');
+    });
+    r.settings.logger = capturingLogger(lines);
+    await r.receiver.start(host);
+    assert.equal(r.receiver.periodicSource?.source, 'none');
+    assert.equal(r.receiver.periodicSource?.skipped.length, 4);
+    assert.equal(await selfMetric(r.settings, 'ebpf_periodic_source', { source: 'none' }), 1);
+    const warn = lines.find((l) => l.level === 40);
+    assert.match(String(warn?.msg), /bytes of long-lived connections appear only at their close/);
+    r.kernels[0]!.onBatch!(close(1n, 5n));
+    assert.equal(r.metrics.length, 1, 'the core still works');
+    await r.receiver.shutdown();
+  });
+
+  it('a pinned source the kernel refuses is a start-up error quoting the kernel', async () => {
+    const r = rig({ periodic_source: 'sk_storage_iter' });
+    await assert.rejects(r.receiver.start(host), (err: Error) => {
+      assert.ok(err instanceof EbpfReceiverStartError);
+      assert.equal(
+        err.message,
+        'receivers.ebpf.periodic_source: sk_storage_iter was requested, but this kernel refuses it: the kernel refused sk_storage_iter: Operation not permitted (errno 1)',
+      );
+      return true;
+    });
+    assert.deepEqual(r.kernels[0]!.calls, ['load', 'useSource sk_storage_iter', 'close']);
+    await r.receiver.shutdown();
+  });
+
+  it('periodic_source none tries nothing; a pinned one that loads is used', async () => {
+    const none = rig({ periodic_source: 'none' });
+    await none.receiver.start(host);
+    assert.ok(!none.kernels[0]!.calls.some((c) => c.startsWith('useSource')));
+    await none.receiver.shutdown();
+    const pinned = rig({ periodic_source: 'rtt_cb' });
+    await pinned.receiver.start(host);
+    assert.deepEqual(pinned.kernels[0]!.calls.slice(0, 3), ['load', 'useSource rtt_cb', 'attach /cg']);
+    await pinned.receiver.shutdown();
+  });
+
+  it('walk self-metrics per source; a namespace that cannot be entered is counted every walk and logged once', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const r = rig({ report_interval: 60_000, connection_ttl: 120_000 });
+    r.settings.logger = capturingLogger(lines);
+    await r.receiver.start(host);
+    const k = r.kernels[0]!;
+    k.reports = batch(
+      record({ socketCookie: 1n, kind: KIND.report, sentBytes: 5n }),
+      record({ socketCookie: 2n, kind: KIND.report, sentBytes: 6n }),
+    );
+    k.walkFailures = [{ path: '/proc/42/ns/net', reason: 'setns: Operation not permitted (errno 1)', first: true }];
+    await r.receiver.reportTick();
+    k.walkFailures = [{ path: '/proc/42/ns/net', reason: 'setns: Operation not permitted (errno 1)', first: false }];
+    await r.receiver.reportTick();
+    assert.equal(await selfMetric(r.settings, 'ebpf_walk_reported_sockets', { source: 'tcp_iter' }), 4);
+    assert.equal(await selfMetric(r.settings, 'ebpf_netns_failures', { source: 'tcp_iter' }), 2);
+    const logged = lines.filter((l) => l.namespace === '/proc/42/ns/net');
+    assert.equal(logged.length, 1, 'logged once');
+    assert.equal(logged[0]!.reason, 'setns: Operation not permitted (errno 1)');
+    const { resourceMetrics } = await r.settings.telemetry.producer.collect();
+    const hist = resourceMetrics.scopeMetrics.flatMap((m) => m.metrics).find((m) => m.descriptor.name === 'kmesh_otel_ebpf_walk_duration');
+    assert.equal(hist?.descriptor.unit, 's');
+    const dp = hist!.dataPoints[0]!.value as { count: number; sum: number };
+    assert.equal(dp.count, 2);
+    assert.ok(Math.abs(dp.sum - 0.024) < 1e-9, `two walks of 12 ms: ${dp.sum}`);
+    await r.receiver.shutdown();
   });
 });
 
