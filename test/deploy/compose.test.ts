@@ -12,6 +12,7 @@ import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import {
   EXPECTED_CAPABILITIES,
+  NETNS_MOUNT,
   composeDir,
   composeFile,
   portOf,
@@ -123,16 +124,17 @@ describe('docker-compose.yml', () => {
     assert.deepEqual([...(arr(agent.cap_add, 'cap_add') as string[])].sort(), [...EXPECTED_CAPABILITIES].sort());
   });
 
-  it('mounts bpffs, the host cgroup v2 root and kernel BTF read-only, and points the receiver at the cgroup mount', () => {
+  it('mounts bpffs, the host cgroup v2 root, kernel BTF and /run/netns read-only, and points the receiver at the cgroup mount', () => {
     const v = volumes(agent, 'kmesh-otel');
     const bySource = new Map(v.map((m) => [m.source, m]));
-    for (const source of ['/sys/fs/bpf', '/sys/fs/cgroup', '/sys/kernel/btf']) {
+    for (const source of ['/sys/fs/bpf', '/sys/fs/cgroup', '/sys/kernel/btf', '/run/netns']) {
       const m = bySource.get(source);
       assert.ok(m !== undefined, `host path ${source} is not mounted`);
       assert.ok(m.readOnly, `${source} must be mounted read-only`);
     }
     assert.equal(bySource.get('/sys/fs/bpf')!.target, '/sys/fs/bpf');
     assert.equal(bySource.get('/sys/kernel/btf')!.target, '/sys/kernel/btf');
+    assert.equal(bySource.get('/run/netns')!.target, NETNS_MOUNT, 'where the per-namespace sources look by default');
     const cgroupTarget = bySource.get('/sys/fs/cgroup')!.target;
     assert.notEqual(cgroupTarget, '/sys/fs/cgroup', 'mount the host cgroup root away from the container\'s own /sys/fs/cgroup');
     const env = obj(agent.environment, 'services.kmesh-otel.environment');

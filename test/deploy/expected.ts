@@ -16,12 +16,17 @@ export const kubernetesDir = join(repoRoot, 'deploy', 'kubernetes');
 /**
  * Linux capabilities the agent gets, in the compose file (`cap_add`) and the
  * DaemonSet (`securityContext.capabilities.add`), without the `CAP_` prefix:
- * BPF (maps, BTF, program load), PERFMON (the iter/bpf_sk_storage_map
- * tracing program), NET_ADMIN (the sockops networking program),
- * SYS_RESOURCE (RLIMIT_MEMLOCK before Linux 5.11). SYS_ADMIN is deliberately
- * absent: attaching sockops to a cgroup checks no capability.
+ * BPF (maps, BTF, program load), PERFMON (the iterator programs are tracing
+ * programs), NET_ADMIN (the sockops networking program), SYS_RESOURCE
+ * (RLIMIT_MEMLOCK before Linux 5.11), and for the per-namespace
+ * periodic-report sources (tcp_iter, sock_diag: kernels that refuse
+ * sk_storage_iter) SYS_ADMIN (setns) and SYS_PTRACE (other processes'
+ * /proc/<pid>/ns/net). Attaching sockops to a cgroup checks no capability.
  */
-export const EXPECTED_CAPABILITIES: readonly string[] = ['BPF', 'PERFMON', 'NET_ADMIN', 'SYS_RESOURCE'];
+export const EXPECTED_CAPABILITIES: readonly string[] = ['BPF', 'PERFMON', 'NET_ADMIN', 'SYS_RESOURCE', 'SYS_ADMIN', 'SYS_PTRACE'];
+
+/** Where the per-namespace sources find bind-mounted namespaces in the container (receivers.ebpf.netns_dirs default). */
+export const NETNS_MOUNT = '/run/netns';
 
 /** One API resource the k8s_attributes processor lists and watches. */
 export interface WatchedResource {

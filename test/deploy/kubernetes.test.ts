@@ -14,6 +14,7 @@ import { describe, it } from 'node:test';
 import { parse, parseAllDocuments } from 'yaml';
 import {
   EXPECTED_CAPABILITIES,
+  NETNS_MOUNT,
   EXPECTED_VERBS,
   EXPECTED_WATCHED_RESOURCES,
   kubernetesDir,
@@ -235,6 +236,10 @@ describe('DaemonSet', () => {
     };
     assert.equal(hostMount('/sys/fs/bpf').mountPath, '/sys/fs/bpf');
     assert.equal(hostMount('/sys/kernel/btf').mountPath, '/sys/kernel/btf');
+    // Per-namespace sources: the runtime's namespace bind mounts, new pods' included.
+    const netns = hostMount('/var/run/netns');
+    assert.equal(netns.mountPath, NETNS_MOUNT);
+    assert.equal(netns.mountPropagation, 'HostToContainer', 'pods started after the agent must show up');
     const cgroup = hostMount('/sys/fs/cgroup');
     assert.notEqual(cgroup.mountPath, '/sys/fs/cgroup', 'mount the node\'s cgroup root away from the container\'s own /sys/fs/cgroup');
     // The receiver attaches where the host's cgroup root is mounted.
