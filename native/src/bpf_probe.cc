@@ -932,12 +932,14 @@ uint64_t BpfProbe::JoinDiagRows(const std::vector<std::pair<uint64_t, std::vecto
       reports.insert(reports.end(), b, b + sizeof rec);
     }
   }
-  // A tracked connection of a namespace this walk dumped, not in its dump
-  // and known since before the walk, is gone and its close was lost (ringbuf
-  // full): forget it, as the receiver's TTL does.
+  // A tracked connection of a namespace this walk dumped, missing from two
+  // walks' dumps in a row, is gone and its close was lost (ringbuf full):
+  // forget it, as the receiver's TTL does. Two, not one: the OPEN of an
+  // accepted socket is emitted at PASSIVE_ESTABLISHED_CB, which runs while
+  // the socket is still in SYN_RECV, a state the dump leaves out.
   if (canPrune) {
     for (auto it = tracked_.begin(); it != tracked_.end();) {
-      if (it->second.seenWalk < walkNo && walked.count(it->second.open.netns_cookie)) it = tracked_.erase(it);
+      if (it->second.seenWalk + 1 < walkNo && walked.count(it->second.open.netns_cookie)) it = tracked_.erase(it);
       else ++it;
     }
   }
