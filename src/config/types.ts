@@ -19,21 +19,32 @@ export function parseDurationMs(text: string): number | undefined {
   return total;
 }
 
+/**
+ * The longest duration a config may hold: Node's timers take at most
+ * 2^31 - 1 ms (about 24.8 days) and fire after 1 ms for anything longer
+ * (`report_interval: 1000h` ran the report tick every millisecond).
+ */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
+
 /** A duration config value (`"5s"`); a bare number is taken as milliseconds. Output: ms. */
 export const duration = z.unknown().transform((s, ctx) => {
-  if (typeof s === 'number' && s >= 0) return s;
-  if (typeof s !== 'string') {
+  let ms: number | undefined;
+  if (typeof s === 'number' && s >= 0) ms = s;
+  else if (typeof s !== 'string') {
     ctx.addIssue({ code: 'custom', message: 'expected a duration such as 500ms, 5s or 1m' });
     return z.NEVER;
-  }
-  {
-    const ms = parseDurationMs(s.trim());
+  } else {
+    ms = parseDurationMs(s.trim());
     if (ms === undefined) {
       ctx.addIssue({ code: 'custom', message: `invalid duration "${s}" (use e.g. 500ms, 5s, 1m)` });
       return z.NEVER;
     }
-    return ms;
   }
+  if (ms > MAX_DURATION_MS) {
+    ctx.addIssue({ code: 'custom', message: `must be at most 596h31m23.647s (${MAX_DURATION_MS} ms, the longest a timer can wait)` });
+    return z.NEVER;
+  }
+  return ms;
 });
 
 /** `host:port` (IPv6 hosts in brackets). Output: the same string, validated. */

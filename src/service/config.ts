@@ -1,5 +1,4 @@
-import { readFileSync } from 'node:fs';
-import { parseDocument } from 'yaml';
+import { readFileSync, statSync } from 'node:fs';
 import { z } from 'zod';
 import {
   parseComponentId,
@@ -9,6 +8,7 @@ import {
   type Signal,
 } from '../component/component.js';
 import { formatPath, zodProblems, type ConfigProblem } from '../config/errors.js';
+import { MAX_CONFIG_BYTES, parseConfigYaml } from '../config/yamlDocument.js';
 import { expandEnv } from './envExpand.js';
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -90,6 +90,11 @@ export const componentKey = (kind: Kind, id: string): string => `${kind}:${id}`;
 export function loadConfigFile(path: string, factories: readonly Factory[], env = process.env): LoadResult {
   let text: string;
   try {
+    // Checked before reading: a huge (or endless, like /dev/zero) file is refused whole.
+    const size = statSync(path).size;
+    if (size > MAX_CONFIG_BYTES) {
+      return { problems: [{ path: '', message: `config file ${path} is ${size} bytes; the limit is ${MAX_CONFIG_BYTES} (1 MiB)` }], warnings: [] };
+    }
     text = readFileSync(path, 'utf8');
   } catch (err) {
     return { problems: [{ path: '', message: `cannot read config file ${path}: ${(err as Error).message}` }], warnings: [] };
@@ -98,11 +103,9 @@ export function loadConfigFile(path: string, factories: readonly Factory[], env 
 }
 
 export function loadConfigText(text: string, factories: readonly Factory[], env = process.env): LoadResult {
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    return { problems: doc.errors.map((e) => ({ path: '', message: `YAML: ${e.message}` })), warnings: [] };
-  }
-  const { value, missing } = expandEnv(doc.toJS() ?? {}, env);
+  const parsed = parseConfigYaml(text);
+  if (parsed.problems.length > 0) return { problems: parsed.problems, warnings: [] };
+  const { value, missing } = expandEnv(parsed.value, env);
   const warnings = missing.map((n) => `environment variable ${n} is not set; expanded to an empty string`);
   const result = validateConfig(value, factories);
   return { ...result, warnings: [...warnings, ...result.warnings] };
