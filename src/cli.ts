@@ -7,7 +7,9 @@ import { pino, type Logger } from 'pino';
 import type { Factory } from './component/component.js';
 import { formatProblems } from './config/errors.js';
 import { builtinFactories } from './components.js';
+import { formatDoctorReport, realDoctorDeps, runDoctor, type DoctorDeps, type DoctorInput } from './doctor.js';
 import { embeddedConfigPath, packageVersion } from './paths.js';
+import { createDefaultEbpfReceiverConfig, type EbpfReceiverConfig } from './receiver/ebpf/config.js';
 import { loadConfigFile, type LogLevel } from './service/config.js';
 import { Service } from './service/Service.js';
 import { SelfTelemetry } from './telemetry/SelfTelemetry.js';
@@ -31,6 +33,8 @@ export interface CliDeps {
   logDestination?: pino.DestinationStream;
   /** Called once the service runs (tests use it to find bound ports). */
   onStarted?: (service: Service) => void;
+  /** What `doctor` checks (default: this host and the native addon). */
+  doctor?: DoctorDeps;
 }
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
@@ -90,6 +94,22 @@ export async function runCli(argv: readonly string[], deps: CliDeps): Promise<nu
       exitCode = EXIT_OK;
     });
 
+  program
+    .command('doctor')
+    .summary('check what this kernel and host allow and which periodic-report source the agent would use: exit 0 if it can run, 1 if not')
+    .description(
+      'Check what this kernel and host allow, one line per requirement with ok or the fix: root or capabilities, ' +
+        'bpffs, the cgroup v2 path, BTF, sockops, sk_storage, ringbuf (one real load of the core and a trial attach), ' +
+        'each periodic-report source (a trial load each), and which network namespaces are in view. Then which ' +
+        'periodic-report source `auto` would use. Every trial is closed again: nothing stays attached or pinned.\n\n' +
+        'Exit 0 when the agent can run, 1 when it cannot, 2 for an invalid config.',
+    )
+    .option('-c, --config <file>', 'config whose receivers.ebpf is checked (default: ./otel-config.yaml, else the embedded default)')
+    .option('--json', 'print the report as JSON (with the kernel logs of refused loads)')
+    .action(async (opts: { config?: string; json?: boolean }) => {
+      exitCode = await runDoctorCommand(opts, deps, factories);
+    });
+
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (err) {
@@ -100,6 +120,37 @@ export async function runCli(argv: readonly string[], deps: CliDeps): Promise<nu
     throw err;
   }
   return exitCode;
+}
+
+/** `kmesh-otel doctor`: the receivers.ebpf settings the agent would start with, checked against this host. */
+async function runDoctorCommand(opts: { config?: string; json?: boolean }, deps: CliDeps, factories: readonly Factory[]): Promise<number> {
+  const path = opts.config !== undefined ? resolve(deps.cwd, opts.config) : defaultConfigPath(deps.cwd);
+  const loaded = loadConfigFile(path, factories, deps.env);
+  if (loaded.config === undefined) {
+    deps.stderr(`${path}: invalid configuration:\n${formatProblems(loaded.problems)}\n`);
+    return EXIT_CONFIG;
+  }
+  // The first ebpf receiver, as the service would create it (the config is the factory-validated one).
+  const receiver = [...loaded.config.components.values()].find((c) => c.kind === 'receiver' && c.id.type === 'ebpf');
+  const config = (receiver?.config as EbpfReceiverConfig | undefined) ?? createDefaultEbpfReceiverConfig();
+  const input: DoctorInput = {
+    cgroup_path: config.cgroup_path,
+    bpf_object: config.bpf_object,
+    proc_path: config.proc_path,
+    netns_dirs: config.netns_dirs,
+    periodic_source: config.periodic_source,
+    report_interval: config.report_interval,
+    wakeup_bytes: config.wakeup_bytes,
+  };
+  const report = await runDoctor(input, deps.doctor ?? realDoctorDeps);
+  report.lines.unshift(
+    receiver !== undefined
+      ? { status: 'ok', check: 'config', detail: `receivers.${receiver.id.toString()} of ${path}` }
+      : { status: 'warn', check: 'config', detail: `${path} defines no ebpf receiver: checking its defaults`, fix: 'add receivers.ebpf to the config the agent runs with' },
+  );
+  if (opts.json === true) deps.stdout(JSON.stringify({ config: path, ...report }, null, 2) + '\n');
+  else deps.stdout(formatDoctorReport(report));
+  return report.ok ? EXIT_OK : EXIT_FAILURE;
 }
 
 async function runAgent(

@@ -76,6 +76,81 @@ const has = (caps: bigint, bit: number): boolean => ((caps >> BigInt(bit)) & 1n)
 const CGROUP2_HOWTO =
   'mount one with `mount -t cgroup2 none /sys/fs/cgroup/unified` (or boot with systemd.unified_cgroup_hierarchy=1) and set receivers.ebpf.cgroup_path to it';
 
+/**
+ * The outcome of one start-up check. `preflight()` reports a failed one as
+ * `<detail>: <fix>`; `kmesh-otel doctor` prints each one on a line of its own.
+ */
+export interface CheckOutcome {
+  /** False: the agent cannot start until `fix` is applied. */
+  ok: boolean;
+  /** What was found (ok), or what is wrong (not ok). */
+  detail: string;
+  /** How to fix it; set exactly when not ok. */
+  fix?: string;
+}
+
+const passed = (detail: string): CheckOutcome => ({ ok: true, detail });
+const failed = (detail: string, fix: string): CheckOutcome => ({ ok: false, detail, fix });
+
+/**
+ * CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (load and attach a sockops program,
+ * Linux 5.8+), or CAP_SYS_ADMIN, which covers all three (and is all older
+ * kernels know). An unreadable CapEff passes: the load itself is the real test.
+ */
+export function checkCapabilities(sys: SystemProbe = realSystem): CheckOutcome {
+  const caps = sys.effectiveCapabilities();
+  if (caps === undefined) return passed('CapEff not readable from /proc/self/status: not checked (the load decides)');
+  const admin = has(caps, Cap.SYS_ADMIN);
+  if (admin) return passed('CAP_SYS_ADMIN (covers CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN)');
+  const missing: string[] = [];
+  if (!has(caps, Cap.BPF)) missing.push('CAP_BPF');
+  if (!has(caps, Cap.PERFMON)) missing.push('CAP_PERFMON');
+  if (!has(caps, Cap.NET_ADMIN)) missing.push('CAP_NET_ADMIN');
+  if (missing.length > 0) {
+    return failed(
+      `missing capabilities ${missing.join(', ')} (loading and attaching a sockops program needs them)`,
+      'run as root, or grant CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (in Kubernetes: securityContext.capabilities.add)',
+    );
+  }
+  // setns() into another network namespace needs CAP_SYS_ADMIN (setns(2)).
+  return passed('CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN (no CAP_SYS_ADMIN: tcp_iter and sock_diag cannot enter other network namespaces)');
+}
+
+/** bpffs at /sys/fs/bpf (the agent pins nothing, but libbpf and the deployment expect it). */
+export function checkBpffs(sys: SystemProbe = realSystem): CheckOutcome {
+  if (sys.filesystemType('/sys/fs/bpf') === BPF_FS_MAGIC) return passed('/sys/fs/bpf is a bpf filesystem');
+  return failed('/sys/fs/bpf is not a bpf filesystem', 'mount it with `mount -t bpf bpf /sys/fs/bpf` (in Kubernetes: a hostPath volume of /sys/fs/bpf)');
+}
+
+/**
+ * The cgroup v2 directory to attach to: `receivers.ebpf.cgroup_path` when
+ * set (it must be cgroup v2), else the first cgroup2 mount. `cgroupPath` is
+ * set exactly when ok.
+ */
+export function checkCgroup(cgroupPath: string | undefined, sys: SystemProbe = realSystem): CheckOutcome & { cgroupPath?: string } {
+  if (cgroupPath === undefined) {
+    const found = findCgroup2Mount(sys.mounts());
+    if (found === undefined) return failed('no cgroup v2 mount found in /proc/self/mounts (receivers.ebpf.cgroup_path not set)', CGROUP2_HOWTO);
+    return { ...passed(`${found} (auto-detected: the first cgroup2 mount in /proc/self/mounts)`), cgroupPath: found };
+  }
+  const type = sys.filesystemType(cgroupPath);
+  if (type === undefined) return failed(`receivers.ebpf.cgroup_path ${cgroupPath} does not exist`, CGROUP2_HOWTO);
+  if (type !== CGROUP2_SUPER_MAGIC) {
+    const found = findCgroup2Mount(sys.mounts());
+    return failed(
+      `receivers.ebpf.cgroup_path ${cgroupPath} is not a cgroup v2 hierarchy (cgroup v1 or another filesystem)`,
+      found !== undefined ? `this machine has cgroup v2 at ${found}; set cgroup_path to it or leave it unset to auto-detect` : CGROUP2_HOWTO,
+    );
+  }
+  return { ...passed(`${cgroupPath} (receivers.ebpf.cgroup_path) is a cgroup v2 hierarchy`), cgroupPath };
+}
+
+/** The compiled BPF object exists. */
+export function checkBpfObject(objectPath: string, sys: SystemProbe = realSystem): CheckOutcome {
+  if (sys.exists(objectPath)) return passed(objectPath);
+  return failed(`BPF object ${objectPath} not found`, 'build it with `npm run build` (or `make -C bpf`), or set receivers.ebpf.bpf_object');
+}
+
 export interface PreflightInput {
   cgroup_path?: string | undefined;
   bpf_object: string;
@@ -86,51 +161,14 @@ export interface PreflightInput {
  * {@link EbpfReceiverStartError} listing each problem with its fix.
  */
 export function preflight(config: PreflightInput, sys: SystemProbe = realSystem): { cgroupPath: string } {
-  const problems: string[] = [];
-
-  const caps = sys.effectiveCapabilities();
-  if (caps !== undefined) {
-    const admin = has(caps, Cap.SYS_ADMIN);
-    const missing: string[] = [];
-    if (!admin && !has(caps, Cap.BPF)) missing.push('CAP_BPF');
-    if (!admin && !has(caps, Cap.PERFMON)) missing.push('CAP_PERFMON');
-    if (!admin && !has(caps, Cap.NET_ADMIN)) missing.push('CAP_NET_ADMIN');
-    if (missing.length > 0) {
-      problems.push(
-        `missing capabilities ${missing.join(', ')} (loading and attaching a sockops program needs them): ` +
-          'run as root, or grant CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (in Kubernetes: securityContext.capabilities.add)',
-      );
-    }
-  }
-
-  if (sys.filesystemType('/sys/fs/bpf') !== BPF_FS_MAGIC) {
-    problems.push('/sys/fs/bpf is not a bpf filesystem: mount it with `mount -t bpf bpf /sys/fs/bpf` (in Kubernetes: a hostPath volume of /sys/fs/bpf)');
-  }
-
-  let cgroupPath = config.cgroup_path;
-  if (cgroupPath === undefined) {
-    cgroupPath = findCgroup2Mount(sys.mounts());
-    if (cgroupPath === undefined) problems.push(`no cgroup v2 mount found in /proc/self/mounts (receivers.ebpf.cgroup_path not set): ${CGROUP2_HOWTO}`);
-  } else {
-    const type = sys.filesystemType(cgroupPath);
-    if (type === undefined) problems.push(`receivers.ebpf.cgroup_path ${cgroupPath} does not exist: ${CGROUP2_HOWTO}`);
-    else if (type !== CGROUP2_SUPER_MAGIC) {
-      const found = findCgroup2Mount(sys.mounts());
-      problems.push(
-        `receivers.ebpf.cgroup_path ${cgroupPath} is not a cgroup v2 hierarchy (cgroup v1 or another filesystem): ` +
-          (found !== undefined ? `this machine has cgroup v2 at ${found}; set cgroup_path to it or leave it unset to auto-detect` : CGROUP2_HOWTO),
-      );
-    }
-  }
-
-  if (!sys.exists(config.bpf_object)) {
-    problems.push(`BPF object ${config.bpf_object} not found: build it with \`npm run build\` (or \`make -C bpf\`), or set receivers.ebpf.bpf_object`);
-  }
-
+  const cgroup = checkCgroup(config.cgroup_path, sys);
+  const problems = [checkCapabilities(sys), checkBpffs(sys), cgroup, checkBpfObject(config.bpf_object, sys)]
+    .filter((c) => !c.ok)
+    .map((c) => `${c.detail}: ${c.fix}`);
   if (problems.length > 0) {
     throw new EbpfReceiverStartError(`ebpf receiver cannot start:\n  - ${problems.join('\n  - ')}`);
   }
-  return { cgroupPath: cgroupPath! };
+  return { cgroupPath: cgroup.cgroupPath! };
 }
 
 /**

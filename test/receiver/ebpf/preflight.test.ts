@@ -3,6 +3,8 @@ import { describe, it } from 'node:test';
 import {
   BPF_FS_MAGIC,
   CGROUP2_SUPER_MAGIC,
+  checkCapabilities,
+  checkCgroup,
   EbpfReceiverStartError,
   findCgroup2Mount,
   loadFailureMessage,
@@ -99,6 +101,26 @@ describe('preflight', () => {
       preflight({ bpf_object: '/missing.o' }, system({ effectiveCapabilities: () => 0n, fs: { '/sys/fs/bpf': TMPFS_MAGIC } })),
     );
     assert.equal(msg.split('\n  - ').length, 4, msg);
+  });
+
+  it('exposes each check with what it found, or the problem and its fix (for kmesh-otel doctor)', () => {
+    assert.deepEqual(checkCgroup(undefined, system()), {
+      ok: true,
+      detail: '/sys/fs/cgroup/unified (auto-detected: the first cgroup2 mount in /proc/self/mounts)',
+      cgroupPath: '/sys/fs/cgroup/unified',
+    });
+    assert.deepEqual(checkCgroup('/nope', system()), {
+      ok: false,
+      detail: 'receivers.ebpf.cgroup_path /nope does not exist',
+      fix: 'mount one with `mount -t cgroup2 none /sys/fs/cgroup/unified` (or boot with systemd.unified_cgroup_hierarchy=1) and set receivers.ebpf.cgroup_path to it',
+    });
+    assert.deepEqual(checkCapabilities(system({ effectiveCapabilities: () => 1n << 21n })), {
+      ok: true,
+      detail: 'CAP_SYS_ADMIN (covers CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN)',
+    });
+    // Unreadable CapEff: not a reason to refuse; the load decides.
+    assert.equal(checkCapabilities(system({ effectiveCapabilities: () => undefined })).ok, true);
+    assert.doesNotThrow(() => preflight({ bpf_object: '/obj.o' }, system({ effectiveCapabilities: () => undefined })));
   });
 
   it('explains load failures', () => {
