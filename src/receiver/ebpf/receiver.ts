@@ -11,6 +11,7 @@ import type { EbpfReceiverConfig } from './config.js';
 import { newDecodeContext, type DecodeStats } from './decode.js';
 import { nativeKernelSource, type KernelSource, type KernelSourceFactory, type WalkStats } from './KernelSource.js';
 import { sharedClock, type MonotonicClock } from './MonotonicClock.js';
+import { LossLog } from '../../telemetry/LossLog.js';
 import { choosePeriodicSource, PinnedSourceError, SOURCE_NEEDS, type SourceChoice } from './periodicSource.js';
 import { EbpfReceiverStartError, loadFailureMessage, preflight } from './preflight.js';
 import { RecordProcessor, type KindCounts, type ProcessResult } from './RecordProcessor.js';
@@ -69,6 +70,7 @@ export class EbpfReceiver implements Receiver {
   private readErrorCount = 0;
   /** The periodic-report source start() settled on. */
   private choice: SourceChoice | undefined;
+  private readonly losses: LossLog;
   private seen: { stats: DecodeStats; kinds: KindCounts; evictions: number; expirations: number };
 
   constructor(
@@ -119,6 +121,12 @@ export class EbpfReceiver implements Receiver {
       acceptedLogs: t.counter('receiver_accepted_log_records', 'Log records the next consumer accepted'),
       refusedLogs: t.counter('receiver_refused_log_records', 'Log records the next consumer refused'),
     };
+    // Every loss series exists from start-up at 0, so "no loss" is a
+    // value a dashboard can show and an alert can compare against.
+    const m = this.metrics;
+    for (const c of [m.lost, m.evictions, m.expirations, m.refusedPoints, m.refusedLogs]) c.add(0, this.attrs);
+    for (const reason of DECODE_ERROR_REASONS) m.decodeErrors.add(0, { ...this.attrs, reason });
+    this.losses = new LossLog(settings.logger, t, this.attrs, [...LOSS_CAUSES]);
   }
 
   /** Wires the metrics pipeline (the factory calls this; one receiver may feed both signals). */
@@ -169,8 +177,9 @@ export class EbpfReceiver implements Receiver {
       try {
         this.metricsNext.consumeMetrics(result.metrics);
         this.metrics.acceptedPoints.add(n, this.attrs);
-      } catch {
+      } catch (err) {
         this.metrics.refusedPoints.add(n, this.attrs);
+        this.losses.record('refused_points', n, { err });
       }
     }
     if (result.logs !== undefined && this.logsNext !== undefined) {
@@ -178,8 +187,9 @@ export class EbpfReceiver implements Receiver {
       try {
         this.logsNext.consumeLogs(result.logs);
         this.metrics.acceptedLogs.add(n, this.attrs);
-      } catch {
+      } catch (err) {
         this.metrics.refusedLogs.add(n, this.attrs);
+        this.losses.record('refused_log_records', n, { err });
       }
     }
   }
@@ -218,7 +228,13 @@ export class EbpfReceiver implements Receiver {
     if (this.kernel !== kernel) return; // shut down meanwhile: the probe is closing
     try {
       const lost = kernel.lostRecords();
-      if (lost > this.lastLost) this.metrics.lost.add(Number(lost - this.lastLost), this.attrs);
+      if (lost > this.lastLost) {
+        const n = Number(lost - this.lastLost);
+        this.metrics.lost.add(n, this.attrs);
+        this.losses.record('kernel_ringbuf_full', n, {
+          hint: 'the ringbuf filled faster than it was drained: opens, closes or reports are missing; see wakeup_bytes and drain_interval',
+        });
+      }
       this.lastLost = lost;
     } catch (err) {
       this.readError('lost_records', err);
@@ -234,6 +250,7 @@ export class EbpfReceiver implements Receiver {
     }
     this.processor.expire(nowMs);
     this.recordSelfMetrics();
+    this.losses.tick();
     this.deps.clock.maybeResync();
   }
 
@@ -377,6 +394,7 @@ export class EbpfReceiver implements Receiver {
       }
     }
     this.processor.table.clear();
+    this.losses.flush();
   }
 
   private readError(operation: string, err: unknown): void {
@@ -395,25 +413,40 @@ export class EbpfReceiver implements Receiver {
       if (d > 0) this.metrics.records.add(d, { ...a, kind });
       seen.kinds[kind] = p.kinds[kind];
     }
-    const errs: Array<[keyof DecodeStats, string]> = [
-      ['truncated', 'truncated'],
-      ['unknownKind', 'unknown_kind'],
-      ['unknownDirection', 'unknown_direction'],
-      ['unknownFamily', 'unknown_family'],
-    ];
-    for (const [key, reason] of errs) {
+    for (const [key, reason] of DECODE_ERRORS) {
       const d = p.stats[key] - seen.stats[key];
-      if (d > 0) this.metrics.decodeErrors.add(d, { ...a, reason });
+      if (d > 0) {
+        this.metrics.decodeErrors.add(d, { ...a, reason });
+        this.losses.record('decode_error', d, { reason });
+      }
       seen.stats[key] = p.stats[key];
     }
     const ev = p.table.evictions - seen.evictions;
-    if (ev > 0) this.metrics.evictions.add(ev, a);
+    if (ev > 0) {
+      this.metrics.evictions.add(ev, a);
+      this.losses.record('connection_evicted', ev, { hint: 'more live connections than max_connections' });
+    }
     seen.evictions = p.table.evictions;
     const ex = p.table.expirations - seen.expirations;
-    if (ex > 0) this.metrics.expirations.add(ex, a);
+    if (ex > 0) {
+      this.metrics.expirations.add(ex, a);
+      this.losses.record('connection_expired', ex, { hint: 'no record for connection_ttl: the close record was lost' });
+    }
     seen.expirations = p.table.expirations;
   }
 }
+
+/** Decode error counters and their `reason` label values. */
+const DECODE_ERRORS: ReadonlyArray<[keyof DecodeStats, string]> = [
+  ['truncated', 'truncated'],
+  ['unknownKind', 'unknown_kind'],
+  ['unknownDirection', 'unknown_direction'],
+  ['unknownFamily', 'unknown_family'],
+];
+const DECODE_ERROR_REASONS = DECODE_ERRORS.map(([, r]) => r);
+
+/** What this receiver can lose, as LossLog causes. */
+const LOSS_CAUSES = ['kernel_ringbuf_full', 'decode_error', 'connection_evicted', 'connection_expired', 'refused_points', 'refused_log_records'] as const;
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);

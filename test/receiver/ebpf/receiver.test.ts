@@ -403,6 +403,41 @@ describe('EbpfReceiver periodic-report sources', () => {
   });
 });
 
+describe('EbpfReceiver losses', () => {
+  it('every loss series exists from start-up at 0; kernel losses are logged once, then summarised', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const r = rig({ report_interval: 60_000, connection_ttl: 120_000 });
+    r.settings.logger = capturingLogger(lines);
+    const receiver = new EbpfReceiver(r.settings, { ...createDefaultEbpfReceiverConfig(), cgroup_path: '/cg', report_interval: 60_000, connection_ttl: 120_000 }, {
+      preflight: () => ({ cgroupPath: '/cg' }),
+      openKernel: async (o) => {
+        const k = new FakeKernel(o);
+        r.kernels.push(k);
+        return k;
+      },
+    });
+    const { resourceMetrics } = await r.settings.telemetry.producer.collect();
+    const present = new Set(resourceMetrics.scopeMetrics.flatMap((m) => m.metrics.filter((x) => x.dataPoints.length > 0).map((x) => x.descriptor.name)));
+    for (const name of ['ebpf_kernel_lost_records', 'ebpf_decode_errors', 'ebpf_connection_evictions', 'ebpf_connection_expirations', 'data_loss_last_time']) {
+      assert.ok(present.has(`kmesh_otel_${name}`), `${name} exists before any loss`);
+    }
+    assert.equal(await selfMetric(r.settings, 'ebpf_decode_errors', { reason: 'unknown_kind' }), 0);
+    await receiver.start(host);
+    const k = r.kernels[0]!;
+    k.lost = 7n;
+    await receiver.reportTick();
+    k.lost = 9n;
+    await receiver.reportTick();
+    const lost = lines.filter((l) => l.cause === 'kernel_ringbuf_full');
+    assert.equal(lost.length, 1, 'first occurrence only; the next is summarised later');
+    assert.equal(lost[0]!.lost, 7);
+    assert.ok((await selfMetric(r.settings, 'data_loss_last_time', { cause: 'kernel_ringbuf_full' })) > 0);
+    await receiver.shutdown();
+    const all = lines.filter((l) => l.cause === 'kernel_ringbuf_full');
+    assert.deepEqual([all.length, all[1]?.lost, all[1]?.lostTotal], [2, 2, 9], 'shutdown flushes the pending summary');
+  });
+});
+
 describe('ebpfReceiverFactory', () => {
   it('is the `ebpf` receiver with metrics and logs, one shared instance per config', async () => {
     const kernels: FakeKernel[] = [];
