@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { RawAttr, type FlowPoint } from '../../../src/model/metrics.js';
 import { newDecodeContext } from '../../../src/receiver/ebpf/decode.js';
 import { MonotonicClock } from '../../../src/receiver/ebpf/MonotonicClock.js';
+import { RECORD_SIZE, RecordLayout } from '../../../src/receiver/ebpf/layout.js';
 import { RecordProcessor, type RecordProcessorOptions } from '../../../src/receiver/ebpf/RecordProcessor.js';
 import { batch, DIR, KIND, record, type RecordFields } from './records.js';
 
@@ -166,5 +167,68 @@ describe('RecordProcessor aggregation', () => {
     assert.deepEqual(p.kinds, { open: 1, close: 1, fail: 0, report: 1 });
     assert.equal(p.stats.unknownKind, 1);
     assert.equal(p.stats.decoded, 3);
+  });
+});
+
+/** mulberry32: a tiny seeded PRNG, so a failing fuzz run can be replayed with its printed seed. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe('RecordProcessor.process fuzz (the production decode path)', () => {
+  it('never throws on random and half-plausible batches, and accounts for every record', (t) => {
+    const seed = Number(process.env.KMESH_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 32));
+    t.diagnostic(`seed ${seed} (replay with KMESH_FUZZ_SEED=${seed})`);
+    const rnd = prng(seed);
+    const byte = (): number => Math.floor(rnd() * 256);
+    const p = processor({ maxConnections: 64 });
+    let whole = 0;
+    let ragged = 0;
+    let opened = 0;
+    let failed = 0;
+    for (let i = 0; i < 3000; i++) {
+      const n = 1 + Math.floor(rnd() * 4);
+      const extra = i % 9 === 0 ? 1 + Math.floor(rnd() * (RECORD_SIZE - 1)) : 0;
+      const buf = Buffer.alloc(n * RECORD_SIZE + extra);
+      for (let j = 0; j < buf.length; j++) buf[j] = byte();
+      // Most records plausible, so the paths past validation (table,
+      // aggregation, log entries) run too; small cookies so they repeat.
+      for (let off = 0; off + RECORD_SIZE <= buf.length; off += RECORD_SIZE) {
+        if (rnd() < 0.8) {
+          buf[off + RecordLayout.kind.offset] = 1 + Math.floor(rnd() * 4);
+          buf[off + RecordLayout.direction.offset] = 1 + Math.floor(rnd() * 2);
+          buf.writeUInt16LE(rnd() < 0.5 ? 2 : 10, off + RecordLayout.family.offset);
+          buf.writeBigUInt64LE(BigInt(Math.floor(rnd() * 200)), off + RecordLayout.socket_cookie.offset);
+          if (rnd() < 0.5) buf.writeBigUInt64LE(BigInt(Math.floor(rnd() * 1e9)), off + RecordLayout.sent_bytes.offset);
+        }
+      }
+      whole += n;
+      if (extra > 0) ragged++;
+      const r = p.process(buf, 1_000_000 + i);
+      for (const pt of r.metrics?.points ?? []) {
+        for (const v of [pt.opened, pt.closed, pt.failed, pt.sentBytes, pt.receivedBytes, pt.retransmits, pt.lostPackets]) {
+          assert.ok(Number.isFinite(v) && v >= 0, `batch ${i}: point value ${v}`);
+        }
+        for (const d of pt.durationsSec) assert.ok(Number.isFinite(d) && d >= 0, `batch ${i}: duration ${d}`);
+        opened += pt.opened;
+        failed += pt.failed;
+      }
+      for (const e of r.logs?.entries ?? []) assert.ok(e.event.kind !== 'open', 'opens are never logged');
+      assert.ok(p.table.size <= 64, `table bounded: ${p.table.size}`);
+    }
+    const s = p.stats;
+    assert.equal(s.decoded + s.unknownKind + s.unknownDirection + s.unknownFamily, whole, 'every whole record decoded or counted by reason');
+    assert.equal(s.truncated, ragged, 'one truncation per ragged batch');
+    assert.equal(p.kinds.open + p.kinds.close + p.kinds.fail + p.kinds.report, s.decoded, 'every decoded record has its kind');
+    assert.equal(opened, p.kinds.open, 'every open counted once in the points');
+    assert.equal(failed, p.kinds.fail, 'every failure counted once in the points');
+    assert.ok(s.decoded > 5000 && s.unknownKind > 0, `both paths exercised: ${JSON.stringify(s)}`);
   });
 });
