@@ -17,6 +17,10 @@ need_root() {
 # zlib), iproute2 for test namespaces, a real Prometheus server and promtool
 # for the end-to-end checks, docker-compose (1.29) to validate the compose file.
 PKGS=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make g++ python3 iproute2 prometheus docker-compose)
+# The kernel matrix (scripts/kernel-matrix.mjs): qemu for throw-away guests,
+# a static busybox for their initramfs. Guest kernels are fetched by the
+# matrix itself (apt-get download, never installed).
+PKGS+=(qemu-system-x86 busybox-static)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
