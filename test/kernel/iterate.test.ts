@@ -249,7 +249,13 @@ describe('kernel: periodic reports and draining', { skip }, () => {
       }
       assert.equal(probe.lostRecords(), lostBefore, 'no record lost (else the order check proves nothing)');
       const done = (JSON.parse(lines[1] ?? '{"done":0}') as { done: number }).done;
-      assert.ok(done > 50, `the child churned connections: ${done}`);
+      // Under CPU emulation (the kernel matrix's TCG guests set
+      // KMESH_TEST_EMULATED=1, scripts/kernel-matrix.mjs) wall-clock rates
+      // say nothing about the code: 27-43 connections in 1.5 s there. Only
+      // this rate threshold is relaxed; the checks below still need walks
+      // that overlapped connections' lives.
+      const minChurn = process.env.KMESH_TEST_EMULATED === '1' ? 10 : 50;
+      assert.ok(done > minChurn, `the child churned connections: ${done}`);
       assert.equal(closed().size, opened().size, 'every opened socket closed');
 
       const closeOf = new Map<bigint, RawRecord>();
