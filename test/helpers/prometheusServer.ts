@@ -98,9 +98,17 @@ export class PrometheusServer {
   }
 }
 
+/**
+ * Deadlines stretch 5x under CPU emulation: the kernel matrix's TCG guests
+ * (scripts/kernel-matrix.mjs) set KMESH_TEST_EMULATED=1, and there the
+ * agent's start-up alone takes 12-20 s (0.8 s on the host). Only how long a
+ * wait may take changes, never what it waits for.
+ */
+const DEADLINE_SCALE = process.env.KMESH_TEST_EMULATED === '1' ? 5 : 1;
+
 /** Polls `check` until it returns a value (not undefined) or the time runs out. */
 export async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000, everyMs = 250): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = Date.now() + timeoutMs * DEADLINE_SCALE;
   let lastErr: unknown;
   while (Date.now() < deadline) {
     try {
@@ -111,5 +119,5 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
     }
     await new Promise((r) => setTimeout(r, everyMs));
   }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? `: ${String(lastErr)}` : ''}`);
+  throw new Error(`timed out after ${timeoutMs * DEADLINE_SCALE} ms waiting for ${what}${lastErr ? `: ${String(lastErr)}` : ''}`);
 }
