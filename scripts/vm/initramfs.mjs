@@ -119,6 +119,6 @@ echo $rc > '${resultDir}/exit-code.tmp' && mv '${resultDir}/exit-code.tmp' '${re
 sync
 echo "kmx-guest: command exited $rc"
 echo o > /proc/sysrq-trigger
-sleep 60
+while :; do :; done
 `;
 }

@@ -5,7 +5,7 @@
 //
 //   source.json       periodic-source.mjs: the source `auto` picks, one walk over 10,000 sockets
 //   <suite>.jsonl     `node scripts/run-tests.mjs <suite>` (the suite's own runner): one
-//                     line per test (jsonl-reporter.mjs); <suite>.tap the same as TAP
+//                     line per test (jsonl-reporter.mjs); the spec output goes to stdout
 //   <suite>.retry.*   a crashed file's rerun (see below)
 //   canary.*          the canary (scripts/vm/canary), apart from the suite
 //   leg.json          all of it, read by the matrix
@@ -47,15 +47,14 @@ const save = () => writeFileSync(join(out, 'leg.json'), JSON.stringify(leg, null
 const say = (m) => console.log(`kmx-leg (${kernel}): ${m}`);
 
 /**
- * Runs node with the given args in the checkout with three reporters (given
+ * Runs node with the given args in the checkout with two reporters (given
  * through NODE_OPTIONS, so that the suite's own runner, run-tests.mjs, is
- * used unchanged): spec to our stdout, TAP to `<base>.tap` for people,
- * JSON lines to `<base>.jsonl` for the counts.
+ * used unchanged): spec to our stdout (the console log, for people), JSON
+ * lines to `<base>.jsonl` for the counts.
  */
 function nodeWithReports(args, base, timeoutMs) {
   const reporters = [
     '--test-reporter=spec --test-reporter-destination=stdout',
-    `--test-reporter=tap --test-reporter-destination=${base}.tap`,
     `--test-reporter=${join(root, 'scripts/vm/jsonl-reporter.mjs')} --test-reporter-destination=${base}.jsonl`,
   ].join(' ');
   const env = { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} ${reporters}`.trim() };

@@ -8,7 +8,9 @@
 //
 // Prints one JSON line: { kernel, source, skipped: [{source, reason}],
 // sockets, walks: [ms...], walkMs (median), reported (own sockets in the last
-// walk), namespaces }. The connections are loopback pairs held by this
+// walk), namespaces, others: { <source>: the same figures } } — `others` are
+// the other walking sources this kernel loads, for comparison on one kernel
+// (one probe each, all attached before the connections open, walks rotated). The connections are loopback pairs held by this
 // process (both ends tracked: 2 sockets each), opened after the probe is
 // attached (a source reports only connections whose open it saw), closed
 // before it exits; the whole run is bounded (exits 3 after 180 s).
@@ -28,16 +30,33 @@ setTimeout(() => {
 }, 180_000).unref();
 
 const kernel = readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim();
-const probe = new BpfProbe(defaultObjectPath, { wakeupBytes: 64 * 1024 });
+const probes = [];
 const server = createServer((s) => s.on('error', () => undefined));
 const clients = [];
-const result = { kernel, source: 'none', skipped: [], sockets: 0, walks: [], walkMs: null, reported: 0, namespaces: 0 };
+const result = { kernel, source: 'none', skipped: [], sockets: 0, walks: [], walkMs: null, reported: 0, namespaces: 0, others: {} };
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 try {
-  probe.load();
-  const choice = choosePeriodicSource(probe, 'auto', {});
+  // The agent's choice, through its ladder.
+  const auto = new BpfProbe(defaultObjectPath, { wakeupBytes: 64 * 1024 });
+  probes.push({ kind: 'auto', probe: auto });
+  auto.load();
+  const choice = choosePeriodicSource(auto, 'auto', {});
   result.source = choice.source;
   result.skipped = choice.skipped;
-  probe.attachCgroup(CGROUP);
+  // For comparison on the same kernel: every other source with a walk that loads here.
+  for (const kind of ['sk_storage_iter', 'tcp_iter', 'sock_diag']) {
+    if (kind === choice.source || choice.skipped.some((x) => x.source === kind)) continue;
+    const p = new BpfProbe(defaultObjectPath, { wakeupBytes: 64 * 1024 });
+    probes.push({ kind, probe: p });
+    try {
+      p.load();
+      p.useSource(kind, {});
+    } catch (err) {
+      result.others[kind] = { error: err.message.split('\n')[0] };
+      probes.pop().probe.close();
+    }
+  }
+  for (const { probe } of probes) probe.attachCgroup(CGROUP);
   await new Promise((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
   const port = server.address().port;
   // In batches: a burst of 5,000 SYNs overflows the accept backlog.
@@ -53,7 +72,7 @@ try {
       );
     }
     await Promise.all(batch);
-    probe.drainNow();
+    for (const { probe } of probes) probe.drainNow();
   }
   result.sockets = 2 * CONNECTIONS;
   const ownReports = (buf) => {
@@ -63,25 +82,34 @@ try {
     }
     return n;
   };
-  if (result.source !== 'rtt_cb' && result.source !== 'none') {
-    // The accepts may trail the connects: wait (bounded) until the walk sees every socket.
-    for (let i = 0; i < 50 && ownReports(probe.iterate()) < result.sockets; i++) await new Promise((r) => setTimeout(r, 100));
-    for (let i = 0; i < WALKS; i++) {
+  const walking = probes.filter(({ probe }) => probe.source() !== 'rtt_cb' && probe.source() !== 'none');
+  // The accepts may trail the connects: wait (bounded) until a walk sees every socket.
+  if (walking.length > 0) {
+    for (let i = 0; i < 50 && ownReports(walking[0].probe.iterate()) < result.sockets; i++) await new Promise((r) => setTimeout(r, 100));
+  }
+  const times = new Map(walking.map((w) => [w, []]));
+  const reported = new Map();
+  for (let round = 0; round < WALKS; round++) {
+    // Rotated, so that no source always walks first.
+    for (let k = 0; k < walking.length; k++) {
+      const w = walking[(round + k) % walking.length];
       const t0 = process.hrtime.bigint();
-      const buf = probe.iterate();
-      result.walks.push(Number(process.hrtime.bigint() - t0) / 1e6);
-      result.reported = ownReports(buf);
-      result.namespaces = probe.lastWalk().namespaces;
+      const buf = w.probe.iterate();
+      times.get(w).push(Number(process.hrtime.bigint() - t0) / 1e6);
+      reported.set(w, ownReports(buf));
     }
-    const sorted = [...result.walks].sort((a, b) => a - b);
-    result.walkMs = sorted[Math.floor(sorted.length / 2)];
+  }
+  for (const w of walking) {
+    const stats = { walkMs: median(times.get(w)), walks: times.get(w), reported: reported.get(w), namespaces: w.probe.lastWalk().namespaces };
+    if (w.kind === 'auto') Object.assign(result, stats);
+    else result.others[w.kind] = stats;
   }
 } catch (err) {
   result.error = err.message.split('\n')[0];
 } finally {
   for (const c of clients) c.destroy();
   server.close();
-  probe.close();
+  for (const { probe } of probes) probe.close();
 }
 console.log(JSON.stringify(result));
 process.exit(result.error ? 1 : 0);
