@@ -107,7 +107,8 @@ export function coveredElsewhere(legs) {
   const out = [];
   for (const leg of legs) {
     for (const r of leg.tests.filter((t) => t.status === 'skip')) {
-      const ranOn = legs.filter((o) => o !== leg && o.tests.some((t) => t.file === r.file && t.name === r.name && t.status === 'pass')).map((o) => o.name);
+      // Legs run the checkout from different folders: compare files from the checkout root.
+      const ranOn = legs.filter((o) => o !== leg && o.tests.some((t) => shortFile(t.file) === shortFile(r.file) && t.name === r.name && t.status === 'pass')).map((o) => o.name);
       if (ranOn.length > 0) out.push({ skippedOn: leg.name, name: r.name, file: shortFile(r.file), ranOn });
     }
   }
