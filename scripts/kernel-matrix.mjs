@@ -103,7 +103,7 @@ function guestKernels() {
 /** The host leg, as a child of ours so that a signal reaches it and its cleanup runs. */
 function runHostLeg(outDir) {
   return new Promise((resolveLeg) => {
-    const args = ['scripts/vm/leg.mjs', '--out', outDir, '--suites', opts.suites];
+    const args = ['scripts/vm/leg.mjs', '--out', outDir, `--suites=${opts.suites}`];
     if (!opts['no-canary']) args.push('--canary');
     // Its own process group: a stop reaches the test runner and the test
     // processes under it too (the leg waits on them synchronously).
@@ -135,7 +135,7 @@ async function runGuestLeg(kernel, outDir, accel) {
   const initrd = join(outDir, 'initramfs.cpio');
   writeFileSync(initrd, buildInitramfs(mods.order));
   const guestOut = `${GUEST_SHARE}/legs/${kernel.name}`;
-  const legArgs = ['--out', guestOut, '--suites', opts.suites];
+  const legArgs = ['--out', guestOut, `--suites=${opts.suites}`];
   if (!opts['no-canary']) legArgs.push('--canary');
   // Only under emulation: a test process killed by a signal there is most
   // likely qemu's TCG (shared/KERNELS.md), so a crashed file runs once more.
