@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
-import type { LogRecordExporter, ReadableLogRecord, SdkLogRecord } from '@opentelemetry/sdk-logs';
+import type { LogRecordExporter, ReadableLogRecord, ReadWriteLogRecord } from '@opentelemetry/sdk-logs';
 import type { Host } from '../../src/component/component.js';
 import { ConcurrentBatchLogRecordProcessor } from '../../src/exporters/otlp/ConcurrentBatchLogRecordProcessor.js';
 import { otlpExporterFactory } from '../../src/exporters/otlp/factory.js';
@@ -65,8 +65,8 @@ class HeldExporter implements LogRecordExporter {
 }
 
 /** Stand-ins for SDK log records: the processor only groups them. */
-const fakeRecords = (n: number, from = 0): SdkLogRecord[] =>
-  Array.from({ length: n }, (_, i) => ({ body: from + i }) as unknown as SdkLogRecord);
+const fakeRecords = (n: number, from = 0): ReadWriteLogRecord[] =>
+  Array.from({ length: n }, (_, i) => ({ body: from + i }) as unknown as ReadWriteLogRecord);
 const ids = (records: ReadableLogRecord[]): unknown[] => records.map((r) => r.body);
 const macrotask = (): Promise<void> => new Promise((r) => setImmediate(r));
 

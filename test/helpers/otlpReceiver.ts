@@ -1,18 +1,16 @@
 /**
  * A real OTLP/gRPC receiver for tests: @grpc/grpc-js serving
  * opentelemetry.proto.collector.{metrics,logs}.v1 Export, decoding the real
- * OTLP protobufs (the .proto files ship in the pinned devDependency
- * @opentelemetry/otlp-grpc-exporter-base@0.38.0 under build/protos).
+ * OTLP protobufs (the pinned opentelemetry-proto copy in ./proto, see its
+ * README).
  * It records what it receives, can be stopped and restarted on the same port,
  * and can be told to answer UNAVAILABLE.
  */
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 
-const require = createRequire(import.meta.url);
-const PROTO_ROOT = join(dirname(require.resolve('@opentelemetry/otlp-grpc-exporter-base/package.json')), 'build', 'protos');
+const PROTO_ROOT = join(import.meta.dirname, 'proto');
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type Json = any;

@@ -6,7 +6,7 @@ import {
   type LogRecordExporter,
   type ReadableLogRecord,
 } from '@opentelemetry/sdk-logs';
-import type { Logger } from '@opentelemetry/api-logs';
+import type { Logger } from '@opentelemetry/api';
 import type { CreateSettings, Host, LogsExporter } from '../../component/component.js';
 import type { LogsBatch } from '../../model/logs.js';
 import type { OtlpConfig } from './config.js';
