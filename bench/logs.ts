@@ -189,7 +189,7 @@ async function agentChild(
   const host: Host = { reportFatalError: () => undefined };
   await exp.start(host);
   const cap = cfg.sending_queue.queue_size;
-  const chunk = cfg.sending_queue.batch_size;
+  const chunk = cfg.sending_queue.batch.min_size;
   let pushed = 0;
   let next = 0;
   const push = (n: number): void => {

@@ -15,8 +15,9 @@ need_root() {
 
 # Debian packages: the BPF toolchain (clang/llvm, libbpf, bpftool, libelf,
 # zlib), iproute2 for test namespaces, a real Prometheus server and promtool
-# for the end-to-end checks, docker-compose (1.29) to validate the compose file.
-PKGS=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make g++ python3 iproute2 prometheus docker-compose)
+# for the end-to-end checks, docker-compose (1.29) to validate the compose file,
+# openssl for the test CA of the OTLP TLS tests.
+PKGS=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make g++ python3 iproute2 prometheus docker-compose openssl)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

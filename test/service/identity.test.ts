@@ -4,23 +4,27 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { OtlpReceiver, waitFor } from '../helpers/otlpReceiver.js';
+import { OtlpHttpReceiver, OtlpReceiver, waitFor } from '../helpers/otlpReceiver.js';
 
 // Issue 15: many nodes into one backend. Two agents (two processes, the real
 // CLI) with different identities send equal label sets to one OTLP
-// receiver; the resource keeps their series and their log streams apart.
+// receiver (OTLP/gRPC and OTLP/HTTP); the resource keeps their series and
+// their log streams apart.
 describe('two agents into one OTLP backend', () => {
   let receiver: OtlpReceiver;
+  let httpReceiver: OtlpHttpReceiver;
   let dir: string;
   const children: ChildProcess[] = [];
 
   before(async () => {
     receiver = await OtlpReceiver.start();
+    httpReceiver = await OtlpHttpReceiver.start();
     dir = mkdtempSync(join(tmpdir(), 'kmesh-otel-identity-'));
   });
   after(async () => {
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
     await receiver.stop();
+    await httpReceiver.stop();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -35,10 +39,13 @@ exporters:
     endpoint: ${receiver.endpoint}
     tls: { insecure: true }
     export_interval: 60s
+  otlp_http:
+    endpoint: ${httpReceiver.endpoint}
+    export_interval: 60s
 service:
   pipelines:
-    metrics: { receivers: [fake], exporters: [otlp] }
-    logs: { receivers: [fake], exporters: [otlp] }
+    metrics: { receivers: [fake], exporters: [otlp, otlp_http] }
+    logs: { receivers: [fake], exporters: [otlp, otlp_http] }
 `,
     );
     const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'fixtures', 'identityAgent.ts'), config], {
@@ -69,30 +76,32 @@ service:
     const results = await Promise.all(agents.map((a) => runAgent(a.name, a.env)));
     results.forEach((r, i) => assert.equal(r.code, 0, `agent ${agents[i]!.name} exit code\nstdout:\n${r.out}\nstderr:\n${r.err}`));
 
-    const series = receiver.points().filter((p) => p.metric === 'kmesh_tcp_workload_sent_bytes_total');
-    for (const a of agents) {
-      const own = series.filter((p) => p.resource['service.instance.id'] === a.env.POD_UID);
-      assert.ok(own.length >= 1, `agent ${a.name}: no sent-bytes series with its service.instance.id`);
-      for (const p of own) {
-        assert.equal(p.value, 1000, `agent ${a.name}: its own cumulative total, not the sum of both`);
-        assert.equal(p.resource['k8s.pod.name'], a.env.POD_NAME);
-        assert.equal(p.resource['k8s.pod.uid'], a.env.POD_UID);
-        assert.equal(p.resource['k8s.namespace.name'], 'kmesh-otel');
-        assert.equal(p.resource['k8s.node.name'], a.env.NODE_NAME);
-        assert.equal(p.resource['service.name'], 'kmesh-otel');
+    for (const [protocol, rx] of [['grpc', receiver], ['http', httpReceiver]] as const) {
+      const series = rx.points().filter((p) => p.metric === 'kmesh_tcp_workload_sent_bytes_total');
+      for (const a of agents) {
+        const own = series.filter((p) => p.resource['service.instance.id'] === a.env.POD_UID);
+        assert.ok(own.length >= 1, `${protocol}: agent ${a.name}: no sent-bytes series with its service.instance.id`);
+        for (const p of own) {
+          assert.equal(p.value, 1000, `${protocol}: agent ${a.name}: its own cumulative total, not the sum of both`);
+          assert.equal(p.resource['k8s.pod.name'], a.env.POD_NAME);
+          assert.equal(p.resource['k8s.pod.uid'], a.env.POD_UID);
+          assert.equal(p.resource['k8s.namespace.name'], 'kmesh-otel');
+          assert.equal(p.resource['k8s.node.name'], a.env.NODE_NAME);
+          assert.equal(p.resource['service.name'], 'kmesh-otel');
+        }
       }
-    }
-    // The label sets are equal: only the resource tells the two apart.
-    const labelSets = new Set(series.map((p) => JSON.stringify(Object.entries(p.attributes).sort())));
-    assert.equal(labelSets.size, 1, 'both agents report the same label set');
+      // The label sets are equal: only the resource tells the two apart.
+      const labelSets = new Set(series.map((p) => JSON.stringify(Object.entries(p.attributes).sort())));
+      assert.equal(labelSets.size, 1, `${protocol}: both agents report the same label set`);
 
-    const logs = receiver.logs();
-    assert.equal(logs.length, 2, 'one access-log record per agent');
-    assert.deepEqual(
-      logs.map((l) => l.resource['service.instance.id']).sort(),
-      agents.map((a) => a.env.POD_UID).sort(),
-      'each log record carries its agent (Loki makes service.instance.id a stream label)',
-    );
-    assert.deepEqual(logs[0]!.attributes['src.workload'], logs[1]!.attributes['src.workload']);
+      const logs = rx.logs();
+      assert.equal(logs.length, 2, `${protocol}: one access-log record per agent`);
+      assert.deepEqual(
+        logs.map((l) => l.resource['service.instance.id']).sort(),
+        agents.map((a) => a.env.POD_UID).sort(),
+        `${protocol}: each log record carries its agent (Loki makes service.instance.id a stream label)`,
+      );
+      assert.deepEqual(logs[0]!.attributes['src.workload'], logs[1]!.attributes['src.workload']);
+    }
   });
 });
