@@ -330,3 +330,35 @@ describe('otlp exporter', () => {
     await l.shutdown();
   });
 });
+
+describe('otlp exporter self-metrics beside a prometheus exporter', () => {
+  // The timeout also bounds shutdown with a dead backend: it gives what is
+  // queued one attempt instead of waiting out max_elapsed_time (5 min).
+  it('logs and metrics sides share one queue gauge per name (no duplicate family), promtool-clean; shutdown with a dead backend is quick', { timeout: 20_000 }, async () => {
+    const { prometheusExporterFactory } = await import('../../src/exporters/prometheus/factory.js');
+    const { freePort } = await import('../helpers/freePort.js');
+    const { spawnSync } = await import('node:child_process');
+    const settings = testSettings('otlp');
+    const cfg = otlpExporterFactory.configSchema.parse({ endpoint: '127.0.0.1:9', tls: { insecure: true }, export_interval: '1h' });
+    const logs = otlpExporterFactory.createLogs!(settings, cfg);
+    const metrics = otlpExporterFactory.createMetrics!(settings, cfg);
+    const port = await freePort();
+    const prom = prometheusExporterFactory.createMetrics!(settings, prometheusExporterFactory.configSchema.parse({ endpoint: `127.0.0.1:${port}` }));
+    await logs.start(host);
+    await metrics.start(host);
+    await prom.start(host);
+    try {
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+      const types = text.split('\n').filter((l) => l.startsWith('# TYPE kmesh_otel_exporter_queue_'));
+      assert.deepEqual(types.sort(), ['# TYPE kmesh_otel_exporter_queue_capacity gauge', '# TYPE kmesh_otel_exporter_queue_size gauge']);
+      assert.ok(text.includes('kmesh_otel_exporter_queue_capacity{exporter="otlp",signal="logs"} 10000'), text);
+      assert.ok(text.includes('kmesh_otel_exporter_queue_capacity{exporter="otlp",signal="metrics"} 10000'), text);
+      const r = spawnSync('/usr/bin/promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+      assert.equal(r.status, 0, `promtool: ${r.stdout}${r.stderr}`);
+    } finally {
+      await logs.shutdown();
+      await metrics.shutdown();
+      await prom.shutdown();
+    }
+  });
+});

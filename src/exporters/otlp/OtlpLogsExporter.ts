@@ -11,6 +11,7 @@ import type { LogsBatch } from '../../model/logs.js';
 import type { OtlpCommonConfig } from './config.js';
 import { ConcurrentBatchLogRecordProcessor } from './ConcurrentBatchLogRecordProcessor.js';
 import { Retrier } from './retry.js';
+import { QUEUE_CAPACITY_GAUGE, QUEUE_SIZE_GAUGE } from './selfMetrics.js';
 import { OtlpTransport, type OtlpProtocol } from './transport.js';
 import { toLogRecord } from './logRecord.js';
 
@@ -90,10 +91,10 @@ export class OtlpLogsExporter implements LogsExporter {
     this.sent = t.counter('exporter_sent_log_records', 'Log records the exporter delivered');
     this.failed = t.counter('exporter_send_failed_log_records', 'Log records in export requests that failed after retries');
     this.dropped = t.counter('exporter_dropped_log_records', 'Log records the exporter dropped (queue or buffer full, or shut down)');
-    t.gauge('exporter_queue_size', 'Log records queued or in flight in the exporter', () =>
+    t.gauge(QUEUE_SIZE_GAUGE.name, QUEUE_SIZE_GAUGE.description, () =>
       this.stopped ? [] : [[this.inFlight, { ...this.attrs, signal: 'logs' }]],
     );
-    t.gauge('exporter_queue_capacity', 'Capacity of the exporter queue (log records)', () =>
+    t.gauge(QUEUE_CAPACITY_GAUGE.name, QUEUE_CAPACITY_GAUGE.description, () =>
       this.stopped ? [] : [[this.config.sending_queue.queue_size, { ...this.attrs, signal: 'logs' }]],
     );
     // Reads the TLS files now (fail fast at creation).

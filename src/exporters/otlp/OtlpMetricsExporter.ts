@@ -16,6 +16,7 @@ import { schemaByName } from '../../metrics/schema.js';
 import { SeriesStore } from '../../metrics/SeriesStore.js';
 import type { OtlpCommonConfig } from './config.js';
 import { Retrier } from './retry.js';
+import { QUEUE_CAPACITY_GAUGE, QUEUE_SIZE_GAUGE } from './selfMetrics.js';
 import { OtlpTransport, type OtlpProtocol } from './transport.js';
 
 /** Number of data points in an export request. */
@@ -259,6 +260,15 @@ export class MetricsSendingQueue implements PushMetricExporter {
     await this.inner.forceFlush();
   }
 
+  /**
+   * Ends retrying: retries waiting now fail, later failures are final. Called
+   * before the reader's final collection, whose forceFlush would otherwise
+   * wait out `max_elapsed_time` with a dead backend.
+   */
+  stopRetrying(): void {
+    this.retrier.stop();
+  }
+
   async shutdown(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
@@ -311,10 +321,10 @@ export class OtlpMetricsExporter implements MetricsExporter {
     // Reads the TLS files now (fail fast at creation).
     this.transport = new OtlpTransport(protocol, config, settings.id.toString());
     const attrs = { exporter: settings.id.toString() };
-    settings.telemetry.gauge('exporter_queue_size', 'Items queued or in flight in the exporter', () =>
+    settings.telemetry.gauge(QUEUE_SIZE_GAUGE.name, QUEUE_SIZE_GAUGE.description, () =>
       this.queue === undefined || this.stopped ? [] : [[this.queue.queuedPoints, { ...attrs, signal: 'metrics' }]],
     );
-    settings.telemetry.gauge('exporter_queue_capacity', 'Capacity of the exporter queue (items)', () =>
+    settings.telemetry.gauge(QUEUE_CAPACITY_GAUGE.name, QUEUE_CAPACITY_GAUGE.description, () =>
       this.stopped ? [] : [[config.sending_queue.queue_size, { ...attrs, signal: 'metrics' }]],
     );
   }
@@ -370,6 +380,7 @@ export class OtlpMetricsExporter implements MetricsExporter {
     this.shutdownPromise ??= (async () => {
       this.stopped = true;
       // A final export (each request one attempt, bounded by `timeout`), then the channel closes.
+      this.queue?.stopRetrying();
       await this.provider?.shutdown().catch((err: unknown) => {
         this.settings.logger.warn({ err }, 'otlp metrics exporter shutdown');
       });
