@@ -38,6 +38,7 @@ describe('otlp_grpc / otlp / otlp_http config (Collector keys)', () => {
       logs: 'https://otlp-gateway-prod-eu-west-2.grafana.net/otlp/v1/logs',
     });
     assert.equal(http.timeout, 30_000, 'otlphttp default timeout');
+    assert.equal(http.encoding, 'proto');
     assert.equal(http.retry_on_failure.initial_interval, 1_000);
     assert.equal(http.retry_on_failure.randomization_factor, 0.3);
     assert.equal(http.retry_on_failure.multiplier, 1.5, 'default');
@@ -61,7 +62,7 @@ describe('otlp_grpc / otlp / otlp_http config (Collector keys)', () => {
 
   it('testdata/unsupported.yaml: a Collector key this agent lacks fails naming that one key', () => {
     const r = loadConfigFile(testdata('unsupported.yaml'), factories, {});
-    assert.equal(formatProblems(r.problems), 'exporters.otlp_http.encoding: unknown key');
+    assert.equal(formatProblems(r.problems), 'exporters.otlp_http.auth: unknown key');
   });
 
   it('defaults are the Collector\'s', () => {
@@ -95,6 +96,8 @@ describe('otlp_grpc / otlp / otlp_http config (Collector keys)', () => {
     assert.match(problem(otlpGrpcConfigSchema, { sending_queue: { sizer: 'bytes' } }), /^sending_queue\.sizer: only "items" is supported/);
     assert.match(problem(otlpGrpcConfigSchema, { sending_queue: { batch: { min_size: 100, max_size: 10 } } }), /^sending_queue\.batch: max_size must be 0 or at least min_size/);
     assert.match(problem(otlpGrpcConfigSchema, { timeout: 'soon' }), /^timeout: invalid duration "soon"/);
+    assert.match(problem(otlpHttpConfigSchema, { encoding: 'json' }), /^encoding: only "proto" is supported/);
+    assert.equal(problem(otlpGrpcConfigSchema, { encoding: 'proto' }), ': Unrecognized key: "encoding"', 'encoding is an otlp_http key');
   });
 
   it('gRPC endpoints: host:port, http(s)://, dns:///', () => {
