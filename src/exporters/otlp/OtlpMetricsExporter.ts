@@ -157,9 +157,12 @@ export class MetricsSendingQueue implements PushMetricExporter {
       this.sendNow(parts, resultCallback);
       return;
     }
-    if (this.opts.supersede) {
-      for (const r of this.queue) this.held -= r.points;
+    if (this.opts.supersede && this.queue.length > 0) {
+      let replaced = 0;
+      for (const r of this.queue) replaced += r.points;
+      this.held -= replaced;
       this.queue.length = 0;
+      this.telemetry.superseded.add(replaced, attrs);
     }
     let droppedPoints = 0;
     for (const r of parts) {
