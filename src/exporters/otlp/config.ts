@@ -105,8 +105,10 @@ export const sendingQueueSchema = z
   .strictObject({
     /**
      * Default true: exports are queued and sent by `num_consumers` senders
-     * with retries in the background. false: each export is sent at once and
-     * the pipeline waits for it (retries included).
+     * with retries in the background. false: metrics are sent at once and
+     * the reader waits for them (retries included); logs keep one export in
+     * flight at a time (the SDK BatchLogRecordProcessor's behaviour), still
+     * bounded by `queue_size`.
      */
     enabled: z.boolean().default(QUEUE_DEFAULTS.enabled),
     /**
