@@ -33,4 +33,12 @@ describe('dependencies', () => {
     const setup = readFileSync(join(root, 'scripts', 'setup.sh'), 'utf8');
     assert.match(setup, /^NODE_PKG_VERSION=24\.\d+\.\d+$/m);
   });
+
+  it('the Dockerfile builds and runs on node:24 images pinned by digest', () => {
+    const docker = readFileSync(join(root, 'Dockerfile'), 'utf8');
+    const args = new Map([...docker.matchAll(/^ARG (\w+)=(\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
+    const froms = [...docker.matchAll(/^FROM (\S+)/gm)].map((m) => m[1]!.replace(/^\$\{(\w+)\}$/, (_, a: string) => args.get(a) ?? a));
+    assert.equal(froms.length, 2, 'build and runtime stages');
+    for (const image of froms) assert.match(image, /^node:24-bookworm(-slim)?@sha256:[0-9a-f]{64}$/, image);
+  });
 });
