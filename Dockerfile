@@ -22,10 +22,17 @@
 # The kernel the header came from does not matter at run time: the object is
 # CO-RE and libbpf relocates it against the running kernel's BTF.
 
-ARG NODE_VERSION=20
+# Node.js 24 LTS (Node 20 is end of life; OpenTelemetry JS 3.x needs
+# >= 22.15), Debian 12 like the build machine. Both stages are pinned by the
+# digest of the multi-arch manifest list, so a rebuild gets the same
+# runtime; to move to a newer Node 24 patch, take the current digests from
+# `docker buildx imagetools inspect node:24-bookworm` (and `-slim`) and
+# replace both lines together.
+ARG NODE_BUILD_IMAGE=node:24-bookworm@sha256:3a09aa6354567619221ef6c45a5051b671f953f0a1924d1f819ffb236e520e6b
+ARG NODE_RUNTIME_IMAGE=node:24-bookworm-slim@sha256:e8e2e91b1378f83c5b2dd15f0247f34110e2fe895f6ca7719dbb780f929368eb
 
 # ---------------------------------------------------------------------------
-FROM node:${NODE_VERSION}-bookworm AS build
+FROM ${NODE_BUILD_IMAGE} AS build
 
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -60,7 +67,7 @@ RUN if [ ! -s bpf/vmlinux.h ] && [ ! -r "$VMLINUX_BTF" ]; then \
  && npm prune --omit=dev --no-audit --no-fund
 
 # ---------------------------------------------------------------------------
-FROM node:${NODE_VERSION}-bookworm-slim
+FROM ${NODE_RUNTIME_IMAGE}
 
 # Shared libraries of the addon (-lbpf -lelf -lz), from the same Debian
 # release as the build stage.

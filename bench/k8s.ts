@@ -7,6 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { agentNodeFlags } from './lib/agent.js';
 import { figure, median, type BenchContext, type Figure } from './lib/types.js';
 
 export const title = 'k8s_attributes: enrichment with 10,000 pods and 5,000 services indexed';
@@ -23,8 +24,10 @@ export async function run(ctx: BenchContext): Promise<Figure[]> {
   const src = join(ctx.repoRoot, 'bench', 'k8s_index.ts');
   const built = join(ctx.repoRoot, 'dist', 'bench', 'k8s_index.js');
   const compiled = existsSync(built) && statSync(built).mtimeMs >= statSync(src).mtimeMs;
-  const args = compiled ? ['--expose-gc', built] : ['--expose-gc', '--import', 'tsx', src];
-  const loader = compiled ? 'compiled (dist/)' : 'tsx loader included';
+  // The agent's own Node flags (agentNodeFlags): the index's RSS as the agent, which carries it, runs.
+  const flags = agentNodeFlags(ctx.repoRoot);
+  const args = compiled ? [...flags, '--expose-gc', built] : [...flags, '--expose-gc', '--import', 'tsx', src];
+  const loader = (compiled ? 'compiled (dist/)' : 'tsx loader included') + (flags.length ? `, the agent's ${flags.join(' ')}` : '');
   const r = spawnSync(process.execPath, args, {
     cwd: ctx.repoRoot,
     env: { ...process.env, BENCH_JSON: '1', REPS: ctx.quick ? '2' : '5' },

@@ -34,6 +34,7 @@ import { otlpExporterFactory } from '../src/exporters/otlp/factory.js';
 import type { OtlpLogsExporter } from '../src/exporters/otlp/OtlpLogsExporter.js';
 import { toLogRecord } from '../src/exporters/otlp/logRecord.js';
 import type { AccessLogEntry } from '../src/model/logs.js';
+import { agentNodeFlags } from './lib/agent.js';
 import { figure, median, type BenchContext, type Figure } from './lib/types.js';
 import { CountingLogsReceiver } from './lib/countingLogsReceiver.js';
 import { BENCH_RESOURCE, selfCounter, testSettings as settings } from '../test/helpers/settings.js';
@@ -189,7 +190,7 @@ async function agentChild(
   const host: Host = { reportFatalError: () => undefined };
   await exp.start(host);
   const cap = cfg.sending_queue.queue_size;
-  const chunk = cfg.sending_queue.batch_size;
+  const chunk = cfg.sending_queue.batch.min_size;
   let pushed = 0;
   let next = 0;
   const push = (n: number): void => {
@@ -359,7 +360,9 @@ async function stagesChild(rounds: number): Promise<void> {
 
 /** Pinned to one CPU when the machine has two or more (agent: CPU 0, receiver: CPU 1). */
 function spawnChild(args: string[], cpu: number | undefined, ctx: Ctx): ChildProcess {
-  const nodeArgs = ['--import', 'tsx', '--expose-gc', SELF, ...args];
+  // The agent child runs with the agent's own Node flags (agentNodeFlags), as shipped.
+  const flags = args[1] === 'agent' ? agentNodeFlags(REPO) : [];
+  const nodeArgs = [...flags, '--import', 'tsx', '--expose-gc', SELF, ...args];
   const stdio: ['ignore', 'inherit', 'inherit', 'ipc'] = ['ignore', 'inherit', 'inherit', 'ipc'];
   const child =
     cpu !== undefined
@@ -616,7 +619,7 @@ async function backendDown(ctx: Ctx, seconds: number): Promise<Figure> {
     const flat = slope <= 2 && secondHalfMax - firstHalfMax <= 8 * MB;
     const notes =
       `${seconds === DOWN_SECONDS ? 'One' : 'QUICK: a shortened'} ${seconds} s window; runs[] are the ${rss.length} per-second RSS samples of the agent child (absolute RSS; ` +
-      `node --import tsx includes the TypeScript loader). Receiver (child) up for 2 s first (${before.records.toLocaleString('en-US')} ` +
+      `node ${agentNodeFlags(REPO).join(' ')} --import tsx: the agent's Node flags; tsx includes the TypeScript loader). Receiver (child) up for 2 s first (${before.records.toLocaleString('en-US')} ` +
       `records delivered), then stopped (port closed) for the window. RSS: start ${round(start / MB)} MB, median ` +
       `${round(median(rss) / MB)} MB, max ${round(Math.max(...rss) / MB)} MB; baseline before load ${round(rep.baselineRss / MB)} MB; ` +
       `heap median ${round(median(rep.heapSamples) / MB)} MB. Flatness: least-squares slope over seconds ${from}-${seconds} = ` +

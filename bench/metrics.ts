@@ -36,6 +36,7 @@ import { emptyFlowValues, RawAttr, type FlowPoint } from '../src/model/metrics.j
 import type { ConnectionDelta } from '../src/receiver/ebpf/ConnectionTable.js';
 import { FlowAggregator } from '../src/receiver/ebpf/FlowAggregator.js';
 import { freePort } from '../test/helpers/freePort.js';
+import { agentNodeFlags } from './lib/agent.js';
 import { figure, median, type BenchContext, type Figure } from './lib/types.js';
 import { BENCH_RESOURCE, testSettings as settings } from '../test/helpers/settings.js';
 
@@ -474,7 +475,9 @@ async function scrapeChild(mode: ScrapeMode): Promise<void> {
 }
 
 function spawnChild(args: string[]): ChildProcess {
-  return fork(SELF, args, { cwd: REPO, execArgv: ['--import', 'tsx', '--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  // The scrape child stands for the agent: it runs with the agent's own Node flags (agentNodeFlags), as shipped.
+  const flags = args[1] === 'scrape' ? agentNodeFlags(REPO) : [];
+  return fork(SELF, args, { cwd: REPO, execArgv: [...flags, '--import', 'tsx', '--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
 }
 
 function nextMessage<T>(child: ChildProcess, type: string, timeoutMs = 60_000): Promise<T> {
@@ -577,7 +580,7 @@ async function scrapeAtScale(mode: ScrapeMode, ctx: Ctx): Promise<{ latency: Fig
       target: '< 150 MB RSS (absolute, max of samples)',
       check: (f) => f.max < 150,
       notes:
-        `Absolute RSS of the agent child process (node --import tsx: includes the TypeScript loader, ~10-20 MB more than ` +
+        `Absolute RSS of the agent child process (node ${agentNodeFlags(REPO).join(' ')} --import tsx: the agent's Node flags; tsx includes the TypeScript loader, ~10-20 MB more than ` +
         `the built agent). Baseline before filling (exporter listening, modules loaded, after GC): ${round(ready.baselineRss / MB)} MB; ` +
         `after filling and GC: ${round(ready.filledRss / MB)} MB (heap ${round(ready.filledHeap / MB)} MB); ` +
         `delta series vs baseline: ${round((median(rss) - ready.baselineRss) / MB)} MB (median RSS after scrapes minus baseline). ` +

@@ -10,7 +10,9 @@
  *    points received by the in-repo receiver (test/helpers/otlpReceiver.ts,
  *    full protobuf decode). Exporter child pinned to CPU 0, receiver child to
  *    CPU 1; this process only orchestrates. Comparison: compression none.
- * 2. `otlp.export_50k_series`: one export of a store holding 50,000 series
+ * 2. `otlp.metric_points_per_sec_http`: the same over OTLP/HTTP (otlp_http
+ *    exporter, protobuf, gzip) into the in-repo HTTP receiver; comparison: gRPC.
+ * 3. `otlp.export_50k_series`: one export of a store holding 50,000 series
  *    (the scale figure's size): points the receiver got out of it.
  *
  * Run: npm run bench -- otlp   (no root needed)
@@ -21,14 +23,14 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { otlpExporterFactory } from '../src/exporters/otlp/factory.js';
+import { otlpExporterFactory, otlpHttpExporterFactory } from '../src/exporters/otlp/factory.js';
 import type { OtlpMetricsExporter } from '../src/exporters/otlp/OtlpMetricsExporter.js';
 import { emptyFlowValues, RawAttr, type FlowPoint } from '../src/model/metrics.js';
-import { OtlpReceiver } from '../test/helpers/otlpReceiver.js';
+import { OtlpHttpReceiver, OtlpReceiver } from '../test/helpers/otlpReceiver.js';
 import { figure, median, sleep, type BenchContext, type Figure } from './lib/types.js';
 import { BENCH_RESOURCE, selfCounter, testSettings as settings } from '../test/helpers/settings.js';
 
-export const title = 'OTLP: metric points/s exported over gRPC';
+export const title = 'OTLP: metric points/s exported over gRPC and HTTP';
 export const budgetSeconds = 90;
 
 const SELF = fileURLToPath(import.meta.url);
@@ -93,8 +95,11 @@ function points(n: number): FlowPoint[] {
 // Children
 
 /** The in-repo receiver; counts metric data points and drops the decoded requests at once. */
-async function receiverChild(): Promise<void> {
-  const rx = await OtlpReceiver.start();
+/** OTLP/gRPC or OTLP/HTTP, the two exporters' protocols. */
+type Protocol = 'grpc' | 'http';
+
+async function receiverChild(protocol: Protocol): Promise<void> {
+  const rx = protocol === 'grpc' ? await OtlpReceiver.start() : await OtlpHttpReceiver.start();
   let pointsIn = 0;
   let requests = 0;
   const drain = (): void => {
@@ -120,11 +125,12 @@ async function receiverChild(): Promise<void> {
 }
 
 /** The otlp metrics exporter with `series` series, exporting back to back until told to stop (or `once`: one export). */
-async function exporterChild(endpoint: string, compression: 'gzip' | 'none', series: number, once: boolean): Promise<void> {
+async function exporterChild(protocol: Protocol, endpoint: string, compression: 'gzip' | 'none', series: number, once: boolean): Promise<void> {
   const s = settings('otlp', BENCH_RESOURCE);
+  const factory = protocol === 'grpc' ? otlpExporterFactory : otlpHttpExporterFactory;
   // A long export_interval: the periodic timer must not add exports of its own; timeout well above one export.
-  const cfg = otlpExporterFactory.configSchema.parse({ endpoint, tls: { insecure: true }, compression, export_interval: '10m', timeout: '30s' });
-  const exp = otlpExporterFactory.createMetrics!(s, cfg) as OtlpMetricsExporter;
+  const cfg = factory.configSchema.parse({ endpoint, tls: { insecure: true }, compression, export_interval: '10m', timeout: '30s' });
+  const exp = factory.createMetrics!(s, cfg) as OtlpMetricsExporter;
   await exp.start({ reportFatalError: () => undefined });
   const all = points(series);
   for (let i = 0; i < all.length; i += 1_000) exp.consumeMetrics({ points: all.slice(i, i + 1_000) });
@@ -239,14 +245,19 @@ interface Report {
   failed: number;
 }
 
-async function throughput(compression: 'gzip' | 'none', runs: number, ctx: Ctx): Promise<{ rates: number[]; exporterCpu: number[]; rxCpu: number[]; report: Report; perExport: number }> {
+async function throughput(
+  compression: 'gzip' | 'none',
+  runs: number,
+  ctx: Ctx,
+  protocol: Protocol = 'grpc',
+): Promise<{ rates: number[]; exporterCpu: number[]; rxCpu: number[]; report: Report; perExport: number }> {
   const pin = pinning();
   let rx: ChildProcess | undefined;
   let exp: ChildProcess | undefined;
   try {
-    rx = spawnChild(['--child', 'receiver'], pin.receiver, ctx);
+    rx = spawnChild(['--child', 'receiver', protocol], pin.receiver, ctx);
     const { endpoint } = await next<{ endpoint: string }>(rx, 'ready');
-    exp = spawnChild(['--child', 'exporter', endpoint, compression, String(SERIES), 'loop'], pin.exporter, ctx);
+    exp = spawnChild(['--child', 'exporter', protocol, endpoint, compression, String(SERIES), 'loop'], pin.exporter, ctx);
     await next(exp, 'ready');
     await sleep(WARMUP_MS);
     let c0 = await ask<Count>(rx, 'count');
@@ -278,9 +289,9 @@ async function largeExport(ctx: Ctx): Promise<{ received: number; report: Report
   let rx: ChildProcess | undefined;
   let exp: ChildProcess | undefined;
   try {
-    rx = spawnChild(['--child', 'receiver'], undefined, ctx);
+    rx = spawnChild(['--child', 'receiver', 'grpc'], undefined, ctx);
     const { endpoint } = await next<{ endpoint: string }>(rx, 'ready');
-    exp = spawnChild(['--child', 'exporter', endpoint, 'gzip', String(LARGE_SERIES), 'once'], undefined, ctx);
+    exp = spawnChild(['--child', 'exporter', 'grpc', endpoint, 'gzip', String(LARGE_SERIES), 'once'], undefined, ctx);
     const report = await next<Report>(exp, 'report', 60_000);
     const { points: received } = await ask<Count>(rx, 'count');
     return { received, report };
@@ -296,8 +307,12 @@ export async function run(ctx: Ctx): Promise<Figure[]> {
   ctx.log('metric points/s, gzip then none');
   const gzip = await throughput('gzip', runs, ctx);
   const none = await throughput('none', runs, ctx);
-  if (gzip.report.failed > 0 || none.report.failed > 0) {
-    throw new Error(`otlp: exports failed during the throughput runs (gzip ${gzip.report.failed}, none ${none.report.failed} points)`);
+  ctx.log('metric points/s over OTLP/HTTP, gzip');
+  const http = await throughput('gzip', runs, ctx, 'http');
+  if (gzip.report.failed > 0 || none.report.failed > 0 || http.report.failed > 0) {
+    throw new Error(
+      `otlp: exports failed during the throughput runs (gzip ${gzip.report.failed}, none ${none.report.failed}, http ${http.report.failed} points)`,
+    );
   }
   ctx.log('one export of 50,000 series');
   const large = await largeExport(ctx);
@@ -321,6 +336,18 @@ export async function run(ctx: Ctx): Promise<Figure[]> {
         `${pct(none.rxCpu)}. Log records/s over OTLP: see logs.otlp_records_per_sec. 1-min load average at start: ${load.toFixed(2)} on ${cpus().length} cores.`,
     }),
     figure({
+      id: 'otlp.metric_points_per_sec_http',
+      title: `Metric data points/s exported over OTLP/HTTP (otlp_http exporter, protobuf, gzip, ${SERIES.toLocaleString('en-US')} series per export), received by the in-repo HTTP receiver`,
+      unit: 'points/s',
+      runs: http.rates,
+      comparison: { title: 'OTLP/gRPC, same store and compression (otlp.metric_points_per_sec)', runs: gzip.rates },
+      notes:
+        `As otlp.metric_points_per_sec, with the otlp_http exporter (@opentelemetry/exporter-metrics-otlp-proto, keep-alive agent) ` +
+        `posting to /v1/metrics of OtlpHttpReceiver (test/helpers/otlpReceiver.ts: node:http, gunzip, full decode with the pinned ` +
+        `.proto files). Exports: ${http.report.exports}; failed points 0. CPU (median): exporter ${pct(http.exporterCpu)}, receiver ` +
+        `${pct(http.rxCpu)}.`,
+    }),
+    figure({
       id: 'otlp.export_50k_series',
       title: 'Points delivered by one OTLP export of a 50,000-series store (gzip, in-repo receiver with gRPC defaults)',
       unit: 'points',
@@ -340,8 +367,10 @@ export async function run(ctx: Ctx): Promise<Figure[]> {
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const args = process.argv.slice(2);
-  if (args[0] === '--child' && args[1] === 'receiver') await receiverChild();
-  else if (args[0] === '--child' && args[1] === 'exporter') await exporterChild(args[2]!, args[3] as 'gzip' | 'none', Number(args[4]), args[5] === 'once');
+  if (args[0] === '--child' && args[1] === 'receiver') await receiverChild(args[2] as Protocol);
+  else if (args[0] === '--child' && args[1] === 'exporter') {
+    await exporterChild(args[2] as Protocol, args[3]!, args[4] as 'gzip' | 'none', Number(args[5]), args[6] === 'once');
+  }
   else {
     const cleanups: Array<() => void | Promise<void>> = [];
     try {

@@ -1,7 +1,5 @@
 import { existsSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { resolve } from 'node:path';
-import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
 import { Command, CommanderError, Option } from 'commander';
 import { pino, type Logger } from 'pino';
 import type { Factory } from './component/component.js';
@@ -11,6 +9,7 @@ import { formatDoctorReport, realDoctorDeps, runDoctor, type DoctorDeps, type Do
 import { embeddedConfigPath, packageVersion } from './paths.js';
 import { createDefaultEbpfReceiverConfig, type EbpfReceiverConfig } from './receiver/ebpf/config.js';
 import { loadConfigFile, type LogLevel } from './service/config.js';
+import { agentResource, configuredClusterName } from './service/resource.js';
 import { Service } from './service/Service.js';
 import { SelfTelemetry } from './telemetry/SelfTelemetry.js';
 
@@ -42,16 +41,6 @@ const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 function defaultConfigPath(cwd: string): string {
   const local = resolve(cwd, 'otel-config.yaml');
   return existsSync(local) ? local : embeddedConfigPath;
-}
-
-/** The resource every exporter reports: who is speaking. */
-export function agentResource(env: NodeJS.ProcessEnv): Resource {
-  return resourceFromAttributes({
-    'service.name': 'kmesh-otel',
-    'service.version': packageVersion,
-    'host.name': hostname(),
-    ...(env.NODE_NAME ? { 'k8s.node.name': env.NODE_NAME } : {}),
-  });
 }
 
 /**
@@ -171,7 +160,12 @@ async function runAgent(
     return EXIT_CONFIG;
   }
 
-  const resource = agentResource(deps.env);
+  const resource = await agentResource({
+    env: deps.env,
+    version: packageVersion,
+    clusterName: configuredClusterName(loaded.config),
+    configured: loaded.config.resource,
+  });
   const telemetry = new SelfTelemetry(resource);
   let stopRequested: (reason: string) => void = () => undefined;
   const stopped = new Promise<string>((r) => (stopRequested = r));

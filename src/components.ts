@@ -1,6 +1,6 @@
 import type { Factory } from './component/component.js';
 import { debugExporterFactory } from './exporters/debug/factory.js';
-import { otlpExporterFactory } from './exporters/otlp/factory.js';
+import { otlpExporterFactory, otlpGrpcExporterFactory, otlpHttpExporterFactory } from './exporters/otlp/factory.js';
 import { prometheusExporterFactory } from './exporters/prometheus/factory.js';
 import { healthCheckExtensionFactory } from './extension/health_check/factory.js';
 import { accessLogFilterProcessorFactory } from './processor/accesslog_filter/factory.js';
@@ -16,7 +16,9 @@ export const builtinFactories: readonly Factory[] = [
   k8sAttributesProcessorFactory,
   accessLogFilterProcessorFactory,
   prometheusExporterFactory,
+  otlpGrpcExporterFactory,
   otlpExporterFactory,
+  otlpHttpExporterFactory,
   debugExporterFactory,
   healthCheckExtensionFactory,
 ] as Factory[];

@@ -43,6 +43,18 @@ function newestMtime(dir: string, ext: string): { newest: number; files: string[
 }
 
 /**
+ * The Node flags of the `kmesh-otel` command's shebang (#!/usr/bin/env -S
+ * node FLAGS; the same as `npm start` and the Dockerfile), so benchmark
+ * children that stand for the agent run with them. They matter for RSS:
+ * Node 24's default young generation is larger than Node 20's, and without
+ * `--max-semi-space-size=2` an agent child measured 60-80 MB more.
+ */
+export function agentNodeFlags(repoRoot: string): string[] {
+  const shebang = /^#!\/usr\/bin\/env -S node (.*)$/m.exec(readFileSync(join(repoRoot, 'src', 'main.ts'), 'utf8').split('\n')[0] ?? '');
+  return shebang?.[1]?.split(/\s+/).filter(Boolean) ?? [];
+}
+
+/**
  * How to run the agent: the compiled entry point when every `src/**.ts` has a
  * `dist/src/**.js` at least as new (what a node runs: no TypeScript loader in
  * the RSS), else the sources through tsx (the loader's memory is then part of
@@ -61,10 +73,7 @@ export function agentCommand(repoRoot: string): { args: string[]; how: string } 
       }
     }
   }
-  // The Node flags of the `kmesh-otel` command's shebang (#!/usr/bin/env -S
-  // node FLAGS), so the benchmarks run the agent as it is shipped.
-  const shebang = /^#!\/usr\/bin\/env -S node (.*)$/m.exec(readFileSync(join(repoRoot, 'src', 'main.ts'), 'utf8').split('\n')[0] ?? '');
-  const flags = shebang?.[1]?.split(/\s+/).filter(Boolean) ?? [];
+  const flags = agentNodeFlags(repoRoot);
   const shown = flags.length ? `${flags.join(' ')} ` : '';
   if (fresh) return { args: [...flags, main], how: `compiled (node ${shown}dist/src/main.js)` };
   return {

@@ -42,8 +42,15 @@ export const serviceFileSchema = z.strictObject({
     telemetry: z
       .strictObject({
         logs: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).default({ level: 'info' }),
+        /**
+         * Resource attributes of everything the agent exports, as the
+         * Collector's `service.telemetry.resource`: each key sets one
+         * attribute over what the agent detects and `OTEL_RESOURCE_ATTRIBUTES`
+         * says; a null value (`key:` or `key: null`) removes it. Default: none.
+         */
+        resource: z.record(z.string().min(1), z.string().nullable()).default({}),
       })
-      .default({ logs: { level: 'info' } }),
+      .default({ logs: { level: 'info' }, resource: {} }),
   }),
 });
 
@@ -68,6 +75,8 @@ export interface AgentConfig {
   extensions: string[];
   pipelines: ResolvedPipeline[];
   logLevel: LogLevel;
+  /** `service.telemetry.resource`: attributes to set (null: remove). */
+  resource: Record<string, string | null>;
 }
 
 export interface LoadResult {
@@ -198,7 +207,13 @@ export function validateConfig(raw: unknown, factories: readonly Factory[]): Loa
 
   if (problems.length > 0) return { problems, warnings };
   return {
-    config: { components, extensions, pipelines, logLevel: service?.telemetry.logs.level ?? 'info' },
+    config: {
+      components,
+      extensions,
+      pipelines,
+      logLevel: service?.telemetry.logs.level ?? 'info',
+      resource: service?.telemetry.resource ?? {},
+    },
     problems,
     warnings,
   };

@@ -2,14 +2,14 @@
  * The Grafana provisioning of the compose stack: data sources, the dashboard
  * provider, and a dashboard whose every query names metric families the agent
  * really exports (src/metrics/schema.ts) and whose access-log panel selects
- * the service name the agent really reports (src/cli.ts agentResource).
+ * the service name the agent really reports (src/service/resource.ts agentResource).
  */
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
-import { agentResource } from '../../src/cli.js';
+import { agentResource } from '../../src/service/resource.js';
 import { KMESH_FAMILIES } from '../../src/metrics/schema.js';
 import { composeDir, composeFile, readText } from './expected.js';
 
@@ -136,8 +136,9 @@ describe('deploy/compose/grafana/dashboards/kmesh-otel.json', () => {
     }
   });
 
-  it('has an access-log panel on the agent\'s log records in Loki', () => {
-    const serviceName = agentResource({}).attributes['service.name'];
+  it('has an access-log panel on the agent\'s log records in Loki', async () => {
+    const resource = await agentResource({ env: {}, version: '0.0.0', host: async () => ({}), otelEnv: () => ({}) });
+    const serviceName = resource.attributes['service.name'];
     assert.equal(typeof serviceName, 'string');
     const logPanels = panels.filter((p) => p.type === 'logs');
     assert.equal(logPanels.length, 1, 'expected one logs panel');

@@ -213,6 +213,15 @@ describe('DaemonSet', () => {
     assert.equal(sc.runAsUser, 0, 'loading BPF needs uid 0 with the capabilities effective');
   });
 
+  it('passes the agent identity through the downward API (POD_UID becomes service.instance.id)', () => {
+    const env = container().env as Obj[];
+    const fieldOf = (name: string): unknown => env.find((e) => e.name === name)?.valueFrom?.fieldRef?.fieldPath;
+    assert.equal(fieldOf('POD_UID'), 'metadata.uid');
+    assert.equal(fieldOf('POD_NAME'), 'metadata.name');
+    assert.equal(fieldOf('POD_NAMESPACE'), 'metadata.namespace');
+    assert.equal(fieldOf('NODE_NAME'), 'spec.nodeName');
+  });
+
   it('sets NODE_NAME from spec.nodeName and uses it in the config', () => {
     const env = container().env as Obj[];
     const nodeName = env.find((e) => e.name === 'NODE_NAME');

@@ -126,7 +126,7 @@ exporters:
     tls: { insecure: true }
     compression: none
     export_interval: 1s
-    sending_queue: { batch_size: 64 }
+    sending_queue: { batch: { min_size: 64 } }
   debug: {}
 extensions:
   health_check:

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
-import type { LogRecordExporter, ReadableLogRecord, SdkLogRecord } from '@opentelemetry/sdk-logs';
+import type { LogRecordExporter, ReadableLogRecord, ReadWriteLogRecord } from '@opentelemetry/sdk-logs';
 import type { Host } from '../../src/component/component.js';
 import { ConcurrentBatchLogRecordProcessor } from '../../src/exporters/otlp/ConcurrentBatchLogRecordProcessor.js';
 import { otlpExporterFactory } from '../../src/exporters/otlp/factory.js';
@@ -65,8 +65,8 @@ class HeldExporter implements LogRecordExporter {
 }
 
 /** Stand-ins for SDK log records: the processor only groups them. */
-const fakeRecords = (n: number, from = 0): SdkLogRecord[] =>
-  Array.from({ length: n }, (_, i) => ({ body: from + i }) as unknown as SdkLogRecord);
+const fakeRecords = (n: number, from = 0): ReadWriteLogRecord[] =>
+  Array.from({ length: n }, (_, i) => ({ body: from + i }) as unknown as ReadWriteLogRecord);
 const ids = (records: ReadableLogRecord[]): unknown[] => records.map((r) => r.body);
 const macrotask = (): Promise<void> => new Promise((r) => setImmediate(r));
 
@@ -218,12 +218,12 @@ describe('otlp exporter', () => {
     await exp.shutdown();
   });
 
-  for (const consumers of [1, 30]) {
+  for (const consumers of [1, 40]) {
     it(`delivers every record with num_consumers ${consumers}, counted exactly, no export refused`, async () => {
       rx.logsRequests.length = 0;
       const settings = testSettings('otlp/many');
       // Retries off: an export the SDK refused (its own concurrency limit) would be counted as failed, not retried later.
-      const c = cfg({ timeout: '5s', sending_queue: { queue_size: 5_000, batch_size: 50, num_consumers: consumers }, retry_on_failure: { enabled: false } });
+      const c = cfg({ timeout: '5s', sending_queue: { queue_size: 5_000, batch: { min_size: 50 }, num_consumers: consumers }, retry_on_failure: { enabled: false } });
       const exp = otlpExporterFactory.createLogs!(settings, c) as OtlpLogsExporter;
       await exp.start(host);
       const total = 3_000;
@@ -234,16 +234,16 @@ describe('otlp exporter', () => {
       assert.equal(await selfCounter(settings, 'kmesh_otel_exporter_dropped_log_records'), 0);
       assert.equal(await selfCounter(settings, 'kmesh_otel_exporter_sent_log_records'), total);
       await waitFor(() => rx.logs().length === total, 5000, `${total} log records`);
-      assert.equal(rx.logsRequests.length, total / 50, 'batches of batch_size');
+      assert.equal(rx.logsRequests.length, total / 50, 'batches of batch.min_size');
       const ports = new Set(rx.logs().map((l) => l.attributes['source.port']));
       assert.equal(ports.size, total, 'each record exactly once');
       await exp.shutdown();
     });
   }
 
-  it('num_consumers: collector default 10, at most the SDK exporter limit of 30', () => {
+  it('num_consumers: collector default 10, positive', () => {
     assert.equal(otlpExporterFactory.createDefaultConfig().sending_queue.num_consumers, 10);
-    assert.equal(otlpExporterFactory.configSchema.safeParse({ sending_queue: { num_consumers: 31 } }).success, false);
+    assert.equal(otlpExporterFactory.configSchema.safeParse({ sending_queue: { num_consumers: 64 } }).success, true);
     assert.equal(otlpExporterFactory.configSchema.safeParse({ sending_queue: { num_consumers: 0 } }).success, false);
   });
 
@@ -251,7 +251,7 @@ describe('otlp exporter', () => {
     rx.logsRequests.length = 0;
     rx.metricsRequests.length = 0;
     const settings = testSettings('otlp/outage');
-    const c = cfg({ sending_queue: { queue_size: 50, batch_size: 10 }, retry_on_failure: { initial_interval: '50ms', max_interval: '100ms', max_elapsed_time: '1s' } });
+    const c = cfg({ sending_queue: { queue_size: 50, batch: { min_size: 10 } }, retry_on_failure: { initial_interval: '50ms', max_interval: '100ms', max_elapsed_time: '1s' } });
     const logs = otlpExporterFactory.createLogs!(settings, c) as OtlpLogsExporter;
     const metrics = otlpExporterFactory.createMetrics!(settings, c) as OtlpMetricsExporter;
     await logs.start(host);
@@ -267,6 +267,12 @@ describe('otlp exporter', () => {
     }
     await logs.forceFlush();
     await waitFor(() => logs.queued === 0, 10000, 'failed batches released');
+    // Metric requests are retried for max_elapsed_time (1 s) before they count as failed.
+    const failDeadline = Date.now() + 10_000;
+    while ((await selfCounter(settings, 'kmesh_otel_exporter_send_failed_metric_points')) === 0) {
+      assert.ok(Date.now() < failDeadline, 'metric requests fail once their retries are used up');
+      await new Promise((r) => setTimeout(r, 50));
+    }
     await rx.restart();
     // The channel reconnects with gRPC's backoff; metrics are pushed every 100 ms meanwhile.
     await waitFor(
@@ -322,5 +328,37 @@ describe('otlp exporter', () => {
     await m.shutdown();
     await l.shutdown();
     await l.shutdown();
+  });
+});
+
+describe('otlp exporter self-metrics beside a prometheus exporter', () => {
+  // The timeout also bounds shutdown with a dead backend: it gives what is
+  // queued one attempt instead of waiting out max_elapsed_time (5 min).
+  it('logs and metrics sides share one queue gauge per name (no duplicate family), promtool-clean; shutdown with a dead backend is quick', { timeout: 20_000 }, async () => {
+    const { prometheusExporterFactory } = await import('../../src/exporters/prometheus/factory.js');
+    const { freePort } = await import('../helpers/freePort.js');
+    const { spawnSync } = await import('node:child_process');
+    const settings = testSettings('otlp');
+    const cfg = otlpExporterFactory.configSchema.parse({ endpoint: '127.0.0.1:9', tls: { insecure: true }, export_interval: '1h' });
+    const logs = otlpExporterFactory.createLogs!(settings, cfg);
+    const metrics = otlpExporterFactory.createMetrics!(settings, cfg);
+    const port = await freePort();
+    const prom = prometheusExporterFactory.createMetrics!(settings, prometheusExporterFactory.configSchema.parse({ endpoint: `127.0.0.1:${port}` }));
+    await logs.start(host);
+    await metrics.start(host);
+    await prom.start(host);
+    try {
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+      const types = text.split('\n').filter((l) => l.startsWith('# TYPE kmesh_otel_exporter_queue_'));
+      assert.deepEqual(types.sort(), ['# TYPE kmesh_otel_exporter_queue_capacity gauge', '# TYPE kmesh_otel_exporter_queue_size gauge']);
+      assert.ok(text.includes('kmesh_otel_exporter_queue_capacity{exporter="otlp",signal="logs"} 10000'), text);
+      assert.ok(text.includes('kmesh_otel_exporter_queue_capacity{exporter="otlp",signal="metrics"} 10000'), text);
+      const r = spawnSync('/usr/bin/promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+      assert.equal(r.status, 0, `promtool: ${r.stdout}${r.stderr}`);
+    } finally {
+      await logs.shutdown();
+      await metrics.shutdown();
+      await prom.shutdown();
+    }
   });
 });

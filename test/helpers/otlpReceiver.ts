@@ -1,24 +1,33 @@
 /**
- * A real OTLP/gRPC receiver for tests: @grpc/grpc-js serving
- * opentelemetry.proto.collector.{metrics,logs}.v1 Export, decoding the real
- * OTLP protobufs (the .proto files ship in the pinned devDependency
- * @opentelemetry/otlp-grpc-exporter-base@0.38.0 under build/protos).
- * It records what it receives, can be stopped and restarted on the same port,
- * and can be told to answer UNAVAILABLE.
+ * Real OTLP receivers for tests, decoding the real OTLP protobufs (the pinned
+ * opentelemetry-proto copy in ./proto, see its README):
+ * - {@link OtlpReceiver}: OTLP/gRPC, @grpc/grpc-js serving
+ *   opentelemetry.proto.collector.{metrics,logs}.v1 Export;
+ * - {@link OtlpHttpReceiver}: OTLP/HTTP (protobuf bodies, gzip), node:http or
+ *   node:https, decoding with the same definitions.
+ * Both record what they receive, can be stopped and restarted on the same
+ * port, and can be told to refuse exports.
  */
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { once } from 'node:events';
+import { createServer as createHttpServer, type IncomingHttpHeaders, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 
-const require = createRequire(import.meta.url);
-const PROTO_ROOT = join(dirname(require.resolve('@opentelemetry/otlp-grpc-exporter-base/package.json')), 'build', 'protos');
+const PROTO_ROOT = join(import.meta.dirname, 'proto');
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type Json = any;
 
-let loaded: { metrics: grpc.ServiceDefinition; logs: grpc.ServiceDefinition } | undefined;
-function services(): { metrics: grpc.ServiceDefinition; logs: grpc.ServiceDefinition } {
+interface OtlpServices {
+  metrics: grpc.ServiceDefinition;
+  logs: grpc.ServiceDefinition;
+}
+let loaded: OtlpServices | undefined;
+function services(): OtlpServices {
   if (loaded !== undefined) return loaded;
   const def = protoLoader.loadSync(
     ['opentelemetry/proto/collector/metrics/v1/metrics_service.proto', 'opentelemetry/proto/collector/logs/v1/logs_service.proto'],
@@ -89,68 +98,11 @@ export interface ReceivedLog {
   scope: string;
 }
 
-export class OtlpReceiver {
+/** What both receivers keep: decoded requests, and their flattened contents. */
+abstract class OtlpSink {
   /** Raw decoded ExportMetricsServiceRequest / ExportLogsServiceRequest messages, in arrival order. */
   readonly metricsRequests: Json[] = [];
   readonly logsRequests: Json[] = [];
-  /** Export calls answered UNAVAILABLE. */
-  rejectedCalls = 0;
-  /** When true, every Export is answered with gRPC status UNAVAILABLE (and not recorded). */
-  unavailable = false;
-  private server: grpc.Server | undefined;
-  private boundPort = 0;
-
-  /** Starts on 127.0.0.1 (random port unless given). */
-  static async start(port = 0): Promise<OtlpReceiver> {
-    const r = new OtlpReceiver();
-    await r.listen(port);
-    return r;
-  }
-
-  get port(): number {
-    return this.boundPort;
-  }
-
-  /** `127.0.0.1:port`, the exporter's `endpoint`. */
-  get endpoint(): string {
-    return `127.0.0.1:${this.boundPort}`;
-  }
-
-  private async listen(port: number): Promise<void> {
-    const s = services();
-    const server = new grpc.Server();
-    const handler =
-      (sink: Json[]) =>
-      (call: grpc.ServerUnaryCall<Json, Json>, cb: grpc.sendUnaryData<Json>): void => {
-        if (this.unavailable) {
-          this.rejectedCalls++;
-          cb({ code: grpc.status.UNAVAILABLE, details: 'test receiver says unavailable' });
-          return;
-        }
-        sink.push(call.request);
-        cb(null, {});
-      };
-    server.addService(s.metrics, { Export: handler(this.metricsRequests) });
-    server.addService(s.logs, { Export: handler(this.logsRequests) });
-    this.boundPort = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
-    });
-    this.server = server;
-  }
-
-  /** Stops listening (open calls are cut: the peer sees the backend as down). */
-  async stop(): Promise<void> {
-    const s = this.server;
-    this.server = undefined;
-    if (s === undefined) return;
-    s.forceShutdown();
-  }
-
-  /** Listens again on the same port. */
-  async restart(): Promise<void> {
-    await this.stop();
-    await this.listen(this.boundPort);
-  }
 
   /** Every received data point, flattened, in arrival order. */
   points(): ReceivedPoint[] {
@@ -231,6 +183,181 @@ export class OtlpReceiver {
       }
     }
     return out;
+  }
+}
+
+export class OtlpReceiver extends OtlpSink {
+  /** Export calls answered UNAVAILABLE. */
+  rejectedCalls = 0;
+  /** When true, every Export is answered with gRPC status UNAVAILABLE (and not recorded). */
+  unavailable = false;
+  private server: grpc.Server | undefined;
+  private boundPort = 0;
+  private credentials = grpc.ServerCredentials.createInsecure();
+
+  /** Starts on 127.0.0.1 (random port unless given), plaintext unless given TLS credentials. */
+  static async start(port = 0, credentials?: grpc.ServerCredentials): Promise<OtlpReceiver> {
+    const r = new OtlpReceiver();
+    if (credentials !== undefined) r.credentials = credentials;
+    await r.listen(port);
+    return r;
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  /** `127.0.0.1:port`, the exporter's `endpoint`. */
+  get endpoint(): string {
+    return `127.0.0.1:${this.boundPort}`;
+  }
+
+  private async listen(port: number): Promise<void> {
+    const s = services();
+    const server = new grpc.Server();
+    const handler =
+      (sink: Json[]) =>
+      (call: grpc.ServerUnaryCall<Json, Json>, cb: grpc.sendUnaryData<Json>): void => {
+        if (this.unavailable) {
+          this.rejectedCalls++;
+          cb({ code: grpc.status.UNAVAILABLE, details: 'test receiver says unavailable' });
+          return;
+        }
+        sink.push(call.request);
+        cb(null, {});
+      };
+    server.addService(s.metrics, { Export: handler(this.metricsRequests) });
+    server.addService(s.logs, { Export: handler(this.logsRequests) });
+    this.boundPort = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(`127.0.0.1:${port}`, this.credentials, (err, p) => (err ? reject(err) : resolve(p)));
+    });
+    this.server = server;
+  }
+
+  /** Stops listening (open calls are cut: the peer sees the backend as down). */
+  async stop(): Promise<void> {
+    const s = this.server;
+    this.server = undefined;
+    if (s === undefined) return;
+    s.forceShutdown();
+  }
+
+  /** Listens again on the same port. */
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.listen(this.boundPort);
+  }
+}
+
+/** One HTTP request the {@link OtlpHttpReceiver} saw. */
+export interface HttpExportCall {
+  path: string;
+  headers: IncomingHttpHeaders;
+  /** Body bytes on the wire (compressed when gzip). */
+  wireBytes: number;
+  /** ms since the receiver started. */
+  at: number;
+  /** The status answered. */
+  status: number;
+}
+
+/** Options of an {@link OtlpHttpReceiver}. */
+export interface OtlpHttpReceiverOptions {
+  /** Serve HTTPS with this key/cert (and, with `ca` and `requestCert`, ask for a client certificate). */
+  tls?: HttpsServerOptions;
+  /** Path prefix before /v1/metrics and /v1/logs (e.g. `/otlp`). Default none. */
+  pathPrefix?: string;
+  port?: number;
+}
+
+/**
+ * A real OTLP/HTTP receiver: POST `<prefix>/v1/metrics` and `<prefix>/v1/logs`
+ * with `application/x-protobuf` bodies (gunzipped when `Content-Encoding:
+ * gzip`), decoded with the pinned .proto definitions into the same shapes as
+ * the gRPC receiver. Answers 200 with an empty Export*ServiceResponse, or the
+ * statuses queued in {@link refuseNext} (not recorded as received).
+ */
+export class OtlpHttpReceiver extends OtlpSink {
+  /** Every request, in arrival order (refused ones included). */
+  readonly calls: HttpExportCall[] = [];
+  /** Statuses to answer the next requests with, one each (e.g. [503]). */
+  readonly refuseNext: number[] = [];
+  /** When set, every request is answered with this status (a backend that is down but listening). */
+  refuseAll: number | undefined;
+  private server: HttpServer | undefined;
+  private boundPort = 0;
+  private readonly started = Date.now();
+
+  private constructor(private readonly opts: OtlpHttpReceiverOptions) {
+    super();
+  }
+
+  static async start(opts: OtlpHttpReceiverOptions = {}): Promise<OtlpHttpReceiver> {
+    const r = new OtlpHttpReceiver(opts);
+    await r.listen(opts.port ?? 0);
+    return r;
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  /** The exporter's `endpoint`: `http(s)://127.0.0.1:port[prefix]`. */
+  get endpoint(): string {
+    return `${this.opts.tls ? 'https' : 'http'}://127.0.0.1:${this.boundPort}${this.opts.pathPrefix ?? ''}`;
+  }
+
+  private async listen(port: number): Promise<void> {
+    const s = services();
+    const decoders: Record<string, { decode: (b: Buffer) => Json; sink: Json[] }> = {
+      [`${this.opts.pathPrefix ?? ''}/v1/metrics`]: { decode: (b) => s.metrics.Export!.requestDeserialize(b), sink: this.metricsRequests },
+      [`${this.opts.pathPrefix ?? ''}/v1/logs`]: { decode: (b) => s.logs.Export!.requestDeserialize(b), sink: this.logsRequests },
+    };
+    const handler = (req: IncomingMessage, res: ServerResponse): void => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        const call: HttpExportCall = { path: req.url ?? '', headers: req.headers, wireBytes: body.length, at: Date.now() - this.started, status: 200 };
+        this.calls.push(call);
+        const answer = (status: number): void => {
+          call.status = status;
+          res.writeHead(status, { 'content-type': 'application/x-protobuf' }).end();
+        };
+        const target = decoders[req.url ?? ''];
+        if (req.method !== 'POST' || target === undefined) return answer(404);
+        if (req.headers['content-type'] !== 'application/x-protobuf') return answer(415);
+        const refused = this.refuseNext.shift() ?? this.refuseAll;
+        if (refused !== undefined) return answer(refused);
+        try {
+          const raw = req.headers['content-encoding'] === 'gzip' ? gunzipSync(body) : body;
+          target.sink.push(target.decode(raw));
+        } catch {
+          return answer(400);
+        }
+        answer(200);
+      });
+    };
+    const server = this.opts.tls ? createHttpsServer(this.opts.tls, handler) : createHttpServer(handler);
+    server.listen(port, '127.0.0.1');
+    await once(server, 'listening');
+    this.boundPort = (server.address() as AddressInfo).port;
+    this.server = server;
+  }
+
+  /** Stops listening and cuts open connections (the backend is down). */
+  async stop(): Promise<void> {
+    const s = this.server;
+    this.server = undefined;
+    if (s === undefined) return;
+    s.closeAllConnections();
+    await new Promise<void>((r) => s.close(() => r()));
+  }
+
+  /** Listens again on the same port. */
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.listen(this.boundPort);
   }
 }
 

@@ -1,6 +1,6 @@
 import { context } from '@opentelemetry/api';
 import { ExportResultCode, globalErrorHandler, suppressTracing, type ExportResult } from '@opentelemetry/core';
-import type { LogRecordExporter, LogRecordProcessor, ReadableLogRecord, SdkLogRecord } from '@opentelemetry/sdk-logs';
+import type { LogRecordExporter, LogRecordProcessor, ReadableLogRecord, ReadWriteLogRecord } from '@opentelemetry/sdk-logs';
 
 /** Options of {@link ConcurrentBatchLogRecordProcessor}. */
 export interface ConcurrentBatchOptions {
@@ -58,7 +58,7 @@ export class ConcurrentBatchLogRecordProcessor implements LogRecordProcessor {
     return this.exporting.size;
   }
 
-  onEmit(record: SdkLogRecord): void {
+  onEmit(record: ReadWriteLogRecord): void {
     // After shutdown the LoggerProvider stops calling onEmit; records that
     // would arrive anyway are the caller's to count (it stops admitting first).
     if (this.shutdownPromise !== undefined) return;

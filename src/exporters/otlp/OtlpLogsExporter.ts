@@ -1,89 +1,47 @@
 import type { Counter } from '@opentelemetry/api';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
-import { OTLPLogExporter } from '@opentelemetry/exporter-logs-otlp-grpc';
 import {
   LoggerProvider,
   type LogRecordExporter,
   type ReadableLogRecord,
 } from '@opentelemetry/sdk-logs';
-import type { Logger } from '@opentelemetry/api-logs';
+import type { Logger } from '@opentelemetry/api';
 import type { CreateSettings, Host, LogsExporter } from '../../component/component.js';
 import type { LogsBatch } from '../../model/logs.js';
-import type { OtlpConfig } from './config.js';
+import type { OtlpCommonConfig } from './config.js';
 import { ConcurrentBatchLogRecordProcessor } from './ConcurrentBatchLogRecordProcessor.js';
-import { grpcExporterOptions } from './grpcOptions.js';
+import { Retrier } from './retry.js';
+import { QUEUE_CAPACITY_GAUGE, QUEUE_SIZE_GAUGE } from './selfMetrics.js';
+import { OtlpTransport, type OtlpProtocol } from './transport.js';
 import { toLogRecord } from './logRecord.js';
 
-/** A partial batch waits this long for more records before it is exported (the SDK BatchLogRecordProcessor's default delay). */
-const PARTIAL_BATCH_DELAY_MS = 1000;
-
-/** Backoff growth between retries, as the collector's exporterhelper. */
-const BACKOFF_MULTIPLIER = 1.5;
-
 /**
- * Wraps the OTLP log exporter: retries a failed batch with exponential
- * backoff for up to `max_elapsed_time` (collector `retry_on_failure`), counts
- * sent / failed records, and reports completion so the queue can account for
- * records in flight. Stopping cancels pending retries (a shutdown with a dead
- * backend takes one attempt, bounded by `timeout`).
+ * Wraps the OTLP log exporter: retries a failed batch (`retry_on_failure`,
+ * see {@link Retrier}), counts sent / failed records, and reports completion
+ * so the queue can account for records in flight. Stopping cancels pending
+ * retries (a shutdown with a dead backend takes one attempt, bounded by
+ * `timeout`).
  */
 class RetryingCountingLogExporter implements LogRecordExporter {
-  private stopping = false;
-  private readonly pending = new Set<{ timer: NodeJS.Timeout; fail: () => void }>();
-
   constructor(
     private readonly inner: LogRecordExporter,
-    private readonly retry: OtlpConfig['retry_on_failure'],
+    private readonly retrier: Retrier,
     private readonly onDone: (count: number, ok: boolean) => void,
   ) {}
 
   export(records: ReadableLogRecord[], resultCallback: (result: ExportResult) => void): void {
-    const started = Date.now();
-    let backoff = Math.max(1, this.retry.initial_interval);
-    const attempt = (): void => {
-      let settled = false;
-      const onResult = (result: ExportResult): void => {
-        if (settled) return;
-        settled = true;
-        if (result.code === ExportResultCode.SUCCESS) return finish(result);
-        const wait = Math.min(backoff, this.retry.max_interval);
-        backoff *= BACKOFF_MULTIPLIER;
-        if (!this.retry.enabled || this.stopping || Date.now() - started + wait > this.retry.max_elapsed_time) {
-          return finish(result);
-        }
-        const entry = {
-          timer: setTimeout(() => {
-            this.pending.delete(entry);
-            attempt();
-          }, wait),
-          fail: () => finish(result),
-        };
-        this.pending.add(entry);
-      };
-      try {
-        this.inner.export(records, onResult);
-      } catch (err) {
-        onResult({ code: ExportResultCode.FAILED, error: err as Error });
-      }
-    };
-    let finished = false;
-    const finish = (result: ExportResult): void => {
-      if (finished) return;
-      finished = true;
-      this.onDone(records.length, result.code === ExportResultCode.SUCCESS);
-      resultCallback(result);
-    };
-    attempt();
+    this.retrier.run(
+      (cb) => this.inner.export(records, cb),
+      (result) => {
+        this.onDone(records.length, result.code === ExportResultCode.SUCCESS);
+        resultCallback(result);
+      },
+    );
   }
 
   /** Stops retrying: pending retries fail now, later failures are final. */
   stop(): void {
-    this.stopping = true;
-    for (const p of this.pending) {
-      clearTimeout(p.timer);
-      p.fail();
-    }
-    this.pending.clear();
+    this.retrier.stop();
   }
 
   forceFlush(): Promise<void> {
@@ -97,7 +55,7 @@ class RetryingCountingLogExporter implements LogRecordExporter {
 }
 
 /**
- * Access logs as OpenTelemetry LogRecords over OTLP/gRPC: one record per
+ * Access logs as OpenTelemetry LogRecords over OTLP (gRPC or HTTP): one record per
  * AccessLogEntry (see {@link toLogRecord}), batched with up to
  * `sending_queue.num_consumers` exports in flight
  * ({@link ConcurrentBatchLogRecordProcessor}) behind a bounded queue. The
@@ -119,42 +77,47 @@ export class OtlpLogsExporter implements LogsExporter {
   private readonly failed: Counter;
   private readonly dropped: Counter;
 
+  private readonly transport: OtlpTransport;
+
   constructor(
     private readonly settings: CreateSettings,
-    private readonly config: OtlpConfig,
+    private readonly config: OtlpCommonConfig,
+    protocol: OtlpProtocol = 'grpc',
+    /** Jitter source of the retries (tests). */
+    private readonly random: () => number = Math.random,
   ) {
     this.attrs = { exporter: settings.id.toString() };
     const t = settings.telemetry;
     this.sent = t.counter('exporter_sent_log_records', 'Log records the exporter delivered');
     this.failed = t.counter('exporter_send_failed_log_records', 'Log records in export requests that failed after retries');
     this.dropped = t.counter('exporter_dropped_log_records', 'Log records the exporter dropped (queue or buffer full, or shut down)');
-    t.gauge('exporter_queue_size', 'Log records queued or in flight in the exporter', () =>
+    t.gauge(QUEUE_SIZE_GAUGE.name, QUEUE_SIZE_GAUGE.description, () =>
       this.stopped ? [] : [[this.inFlight, { ...this.attrs, signal: 'logs' }]],
     );
-    t.gauge('exporter_queue_capacity', 'Capacity of the exporter queue (log records)', () =>
+    t.gauge(QUEUE_CAPACITY_GAUGE.name, QUEUE_CAPACITY_GAUGE.description, () =>
       this.stopped ? [] : [[this.config.sending_queue.queue_size, { ...this.attrs, signal: 'logs' }]],
     );
-    grpcExporterOptions(config);
+    // Reads the TLS files now (fail fast at creation).
+    this.transport = new OtlpTransport(protocol, config, settings.id.toString());
   }
 
   async start(_host: Host): Promise<void> {
     if (this.stopped || this.provider !== undefined) return;
     const c = this.config;
-    const consumers = c.sending_queue.num_consumers;
-    // The SDK exporter refuses requests beyond its concurrency limit (default
-    // 30, which the schema caps num_consumers at); the processor never has
-    // more than num_consumers attempts in flight, and retries wait out their
-    // backoff outside it.
-    const inner = new OTLPLogExporter({ ...grpcExporterOptions(c) });
-    this.wrapper = new RetryingCountingLogExporter(inner, c.retry_on_failure, (n, ok) => {
+    const q = c.sending_queue;
+    this.wrapper = new RetryingCountingLogExporter(this.transport.logExporter(), new Retrier(c.retry_on_failure, this.random), (n, ok) => {
       this.inFlight -= n;
       if (ok) this.sent.add(n, this.attrs);
       else this.failed.add(n, this.attrs);
     });
+    // A batch closes at min_size records (max_size when only that is set),
+    // or flush_timeout after its first record; never above queue_size.
+    const batchSize = q.batch.min_size > 0 ? q.batch.min_size : q.batch.max_size > 0 ? q.batch.max_size : 1;
     const processor = new ConcurrentBatchLogRecordProcessor(this.wrapper, {
-      batchSize: Math.min(c.sending_queue.batch_size, c.sending_queue.queue_size),
-      maxConcurrentExports: consumers,
-      flushDelayMillis: PARTIAL_BATCH_DELAY_MS,
+      batchSize: Math.min(batchSize, q.queue_size),
+      // Queue disabled: one export at a time, as the SDK's BatchLogRecordProcessor.
+      maxConcurrentExports: q.enabled ? q.num_consumers : 1,
+      flushDelayMillis: Math.max(1, q.batch.flush_timeout),
     });
     this.provider = new LoggerProvider({ resource: this.settings.resource, processors: [processor] });
     this.logger = this.provider.getLogger('kmesh-otel');

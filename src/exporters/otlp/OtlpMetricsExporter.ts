@@ -1,6 +1,5 @@
 import type { Counter } from '@opentelemetry/api';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
-import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
 import {
   AggregationTemporality,
   MeterProvider,
@@ -15,8 +14,10 @@ import type { CreateSettings, Host, MetricsExporter } from '../../component/comp
 import type { MetricsBatch } from '../../model/metrics.js';
 import { schemaByName } from '../../metrics/schema.js';
 import { SeriesStore } from '../../metrics/SeriesStore.js';
-import type { OtlpConfig } from './config.js';
-import { grpcExporterOptions } from './grpcOptions.js';
+import type { OtlpCommonConfig } from './config.js';
+import { Retrier } from './retry.js';
+import { QUEUE_CAPACITY_GAUGE, QUEUE_SIZE_GAUGE } from './selfMetrics.js';
+import { OtlpTransport, type OtlpProtocol } from './transport.js';
 
 /** Number of data points in an export request. */
 export function countDataPoints(rm: ResourceMetrics): number {
@@ -35,8 +36,6 @@ export function countDataPoints(rm: ResourceMetrics): number {
  * RESOURCE_EXHAUSTED and nothing delivered. 1,000 points stay near 1–2 MiB.
  */
 export const MAX_POINTS_PER_REQUEST = 1000;
-/** Requests of one export in flight at once (one HTTP/2 channel multiplexes them). */
-const REQUESTS_IN_FLIGHT = 4;
 
 /**
  * Splits an export into requests of at most `max` data points, keeping the
@@ -74,62 +73,214 @@ export function splitResourceMetrics(rm: ResourceMetrics, max: number): Resource
   return out;
 }
 
+/** Counters and attributes a {@link MetricsSendingQueue} reports into. */
+export interface MetricsQueueTelemetry {
+  sent: Counter;
+  failed: Counter;
+  dropped: Counter;
+  /** Points whose retry was given up because a newer cumulative collection was delivered. */
+  superseded: Counter;
+  attrs: { exporter: string };
+}
+
+/** Settings of a {@link MetricsSendingQueue} (from `sending_queue`). */
+export interface MetricsQueueOptions {
+  /** false: export() sends at once and reports when every request finished. */
+  enabled: boolean;
+  /** Data points queued, in flight or waiting to be retried, at most. */
+  queueSize: number;
+  /** Requests in flight at most. */
+  numConsumers: number;
+  /** Data points per request at most. */
+  maxPointsPerRequest: number;
+  /**
+   * Cumulative temporality: a newer collection carries every total, so it
+   * replaces the requests still waiting in the queue (they are not lost,
+   * only superseded), and a dead backend costs one collection (plus the
+   * requests in flight) of memory; `queueSize` then does not apply.
+   */
+  supersede: boolean;
+}
+
+interface QueuedRequest {
+  metrics: ResourceMetrics;
+  points: number;
+  /** Which collection it belongs to (export() call number). */
+  generation: number;
+}
+
 /**
- * Counts what an inner PushMetricExporter delivers and fails, in
- * self-metrics, and splits large exports into bounded requests (see
- * {@link MAX_POINTS_PER_REQUEST}). The export succeeds when every request
- * did; points are counted per request, so a partial failure is counted
- * exactly.
+ * The metrics side of the Collector's exporterhelper: splits each export
+ * into requests of at most `maxPointsPerRequest` points (see
+ * {@link MAX_POINTS_PER_REQUEST}), queues them (bounded in data points;
+ * beyond, new requests are dropped and counted), and sends them with up to
+ * `numConsumers` in flight, each retried with backoff and jitter
+ * ({@link Retrier}). Every point is counted once: sent, send_failed,
+ * dropped or superseded.
  */
-class CountingMetricExporter implements PushMetricExporter {
+export class MetricsSendingQueue implements PushMetricExporter {
+  private readonly queue: QueuedRequest[] = [];
+  /** Points queued, in flight or in retry backoff. */
+  private held = 0;
+  private inFlight = 0;
+  private stopped = false;
+  private idleWaiters: Array<() => void> = [];
+  private generation = 0;
+  /** Newest collection of which a request was delivered. */
+  private deliveredGeneration = 0;
+
   constructor(
     private readonly inner: PushMetricExporter,
-    private readonly sent: Counter,
-    private readonly failed: Counter,
-    private readonly attrs: { exporter: string },
-    private readonly maxPointsPerRequest = MAX_POINTS_PER_REQUEST,
+    private readonly opts: MetricsQueueOptions,
+    private readonly retrier: Retrier,
+    private readonly telemetry: MetricsQueueTelemetry,
   ) {}
 
+  /** Points queued, in flight or waiting to be retried. */
+  get queuedPoints(): number {
+    return this.held;
+  }
+
   export(metrics: ResourceMetrics, resultCallback: (result: ExportResult) => void): void {
-    const parts = splitResourceMetrics(metrics, this.maxPointsPerRequest);
+    const generation = ++this.generation;
+    const parts = splitResourceMetrics(metrics, this.opts.maxPointsPerRequest)
+      .map((m) => ({ metrics: m, points: countDataPoints(m), generation }))
+      .filter((r) => r.points > 0);
+    const { dropped, attrs } = this.telemetry;
+    if (this.stopped) {
+      const n = parts.reduce((a, r) => a + r.points, 0);
+      if (n > 0) dropped.add(n, attrs);
+      resultCallback({ code: ExportResultCode.FAILED, error: new Error('exporter is shut down') });
+      return;
+    }
+    if (!this.opts.enabled) {
+      this.sendNow(parts, resultCallback);
+      return;
+    }
+    if (this.opts.supersede && this.queue.length > 0) {
+      let replaced = 0;
+      for (const r of this.queue) replaced += r.points;
+      this.held -= replaced;
+      this.queue.length = 0;
+      this.telemetry.superseded.add(replaced, attrs);
+    }
+    let droppedPoints = 0;
+    for (const r of parts) {
+      // Superseding: the queue holds one collection, already bounded by the
+      // series budget; a store larger than queue_size must not lose its export.
+      if (!this.opts.supersede && this.held + r.points > this.opts.queueSize) {
+        droppedPoints += r.points;
+        continue;
+      }
+      this.held += r.points;
+      this.queue.push(r);
+    }
+    if (droppedPoints > 0) dropped.add(droppedPoints, attrs);
+    this.pump();
+    // Like the Collector's queue: the reader is answered once the data is
+    // queued; delivery is accounted in the self-metrics.
+    resultCallback(
+      droppedPoints > 0 && droppedPoints === parts.reduce((a, r) => a + r.points, 0)
+        ? { code: ExportResultCode.FAILED, error: new Error('sending queue is full') }
+        : { code: ExportResultCode.SUCCESS },
+    );
+  }
+
+  /** Queue disabled: every request now (numConsumers at a time), one answer when all finished. */
+  private sendNow(parts: QueuedRequest[], resultCallback: (result: ExportResult) => void): void {
     let next = 0;
     let pending = parts.length;
     let firstError: ExportResult | undefined;
+    if (pending === 0) return resultCallback({ code: ExportResultCode.SUCCESS });
     const sendNext = (): void => {
       const part = parts[next++];
       if (part === undefined) return;
-      this.exportOne(part, (result) => {
+      this.held += part.points;
+      this.send(part, (result) => {
+        this.held -= part.points;
         if (result.code !== ExportResultCode.SUCCESS) firstError ??= result;
         if (--pending === 0) resultCallback(firstError ?? { code: ExportResultCode.SUCCESS });
         else sendNext();
       });
     };
-    for (let i = 0; i < Math.min(REQUESTS_IN_FLIGHT, parts.length); i++) sendNext();
+    for (let i = 0; i < Math.min(this.opts.numConsumers, parts.length); i++) sendNext();
   }
 
-  private exportOne(metrics: ResourceMetrics, done: (result: ExportResult) => void): void {
-    const n = countDataPoints(metrics);
-    let finished = false;
-    const finish = (result: ExportResult): void => {
-      if (finished) return;
-      finished = true;
-      if (result.code === ExportResultCode.SUCCESS) this.sent.add(n, this.attrs);
-      else this.failed.add(n, this.attrs);
-      done(result);
-    };
-    try {
-      this.inner.export(metrics, finish);
-    } catch (err) {
-      finish({ code: ExportResultCode.FAILED, error: err as Error });
+  private pump(): void {
+    while (this.inFlight < this.opts.numConsumers && this.queue.length > 0) {
+      const r = this.queue.shift()!;
+      this.inFlight++;
+      this.send(r, () => {
+        this.inFlight--;
+        this.held -= r.points;
+        this.pump();
+        if (this.inFlight === 0 && this.queue.length === 0) {
+          const waiters = this.idleWaiters;
+          this.idleWaiters = [];
+          for (const w of waiters) w();
+        }
+      });
     }
   }
 
-  forceFlush(): Promise<void> {
-    return this.inner.forceFlush();
+  /**
+   * One request with retries; counts its points as sent or failed. With
+   * cumulative temporality a retry is abandoned once a newer collection got
+   * through: delivering the older totals after the newer ones would look
+   * like a counter reset to the backend (Prometheus would count a rate
+   * spike). Such points are counted as superseded.
+   */
+  private send(r: QueuedRequest, done: (result: ExportResult) => void): void {
+    const { sent, failed, superseded, attrs } = this.telemetry;
+    let wasSuperseded = false;
+    this.retrier.run(
+      (cb) => {
+        if (this.opts.supersede && r.generation < this.deliveredGeneration) {
+          wasSuperseded = true;
+          return cb({ code: ExportResultCode.SUCCESS });
+        }
+        this.inner.export(r.metrics, cb);
+      },
+      (result) => {
+        if (wasSuperseded) superseded.add(r.points, attrs);
+        else if (result.code === ExportResultCode.SUCCESS) {
+          sent.add(r.points, attrs);
+          this.deliveredGeneration = Math.max(this.deliveredGeneration, r.generation);
+        } else failed.add(r.points, attrs);
+        done(result);
+      },
+    );
   }
-  shutdown(): Promise<void> {
-    return this.inner.shutdown();
+
+  /** Resolves when every request queued so far has finished (delivered or failed for good). */
+  private idle(): Promise<void> {
+    if (this.inFlight === 0 && this.queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
+
+  async forceFlush(): Promise<void> {
+    await this.idle();
+    await this.inner.forceFlush();
+  }
+
+  /**
+   * Ends retrying: retries waiting now fail, later failures are final. Called
+   * before the reader's final collection, whose forceFlush would otherwise
+   * wait out `max_elapsed_time` with a dead backend.
+   */
+  stopRetrying(): void {
+    this.retrier.stop();
+  }
+
+  async shutdown(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    // Retries waiting now fail; what is queued gets one attempt each, bounded by `timeout`.
+    this.retrier.stop();
+    await this.idle();
+    await this.inner.shutdown();
+  }
+
   selectAggregationTemporality(instrumentType: InstrumentType): AggregationTemporality {
     return this.inner.selectAggregationTemporality?.(instrumentType) ?? AggregationTemporality.CUMULATIVE;
   }
@@ -137,22 +288,29 @@ class CountingMetricExporter implements PushMetricExporter {
 
 /**
  * Pushes the TCP families (from a {@link SeriesStore} with the configured
- * temporality) and the agent's self-metrics (always cumulative) over
- * OTLP/gRPC every `export_interval`. A failed export is counted in
- * `kmesh_otel_exporter_send_failed_metric_points`; with cumulative temporality
- * the next export carries the full totals, so figures add up once the backend
- * returns. Memory is bounded by the series budget, not by the outage length.
+ * temporality) and the agent's self-metrics (always cumulative) over OTLP
+ * (gRPC or HTTP) every `export_interval`, through a {@link MetricsSendingQueue}.
+ * A failed request is retried (`retry_on_failure`) and then counted in
+ * `kmesh_otel_exporter_send_failed_metric_points`; with cumulative
+ * temporality the next export carries the full totals, so figures add up
+ * once the backend returns, and memory stays bounded by the series budget
+ * and `queue_size`, not by the outage length.
  */
 export class OtlpMetricsExporter implements MetricsExporter {
   readonly store: SeriesStore;
   private provider: MeterProvider | undefined;
   private reader: PeriodicExportingMetricReader | undefined;
+  private queue: MetricsSendingQueue | undefined;
+  private readonly transport: OtlpTransport;
   private stopped = false;
   private shutdownPromise: Promise<void> | undefined;
 
   constructor(
     private readonly settings: CreateSettings,
-    private readonly config: OtlpConfig,
+    private readonly config: OtlpCommonConfig,
+    protocol: OtlpProtocol = 'grpc',
+    /** Jitter source of the retries (tests). */
+    private readonly random: () => number = Math.random,
   ) {
     this.store = new SeriesStore({
       schema: schemaByName(config.schema),
@@ -163,27 +321,49 @@ export class OtlpMetricsExporter implements MetricsExporter {
       telemetry: settings.telemetry,
       telemetryAttributes: { exporter: settings.id.toString() },
     });
-    // Validates TLS files now (fail fast at creation).
-    grpcExporterOptions(config);
+    // Reads the TLS files now (fail fast at creation).
+    this.transport = new OtlpTransport(protocol, config, settings.id.toString());
+    const attrs = { exporter: settings.id.toString() };
+    settings.telemetry.gauge(QUEUE_SIZE_GAUGE.name, QUEUE_SIZE_GAUGE.description, () =>
+      this.queue === undefined || this.stopped ? [] : [[this.queue.queuedPoints, { ...attrs, signal: 'metrics' }]],
+    );
+    settings.telemetry.gauge(QUEUE_CAPACITY_GAUGE.name, QUEUE_CAPACITY_GAUGE.description, () =>
+      this.stopped ? [] : [[config.sending_queue.queue_size, { ...attrs, signal: 'metrics' }]],
+    );
   }
 
   async start(_host: Host): Promise<void> {
     if (this.stopped || this.provider !== undefined) return;
     const t = this.settings.telemetry;
-    const attrs = { exporter: this.settings.id.toString() };
-    const inner = new OTLPMetricExporter({ ...grpcExporterOptions(this.config) });
-    const exporter = new CountingMetricExporter(
-      inner,
-      t.counter('exporter_sent_metric_points', 'Metric data points the exporter delivered'),
-      t.counter('exporter_send_failed_metric_points', 'Metric data points in failed export requests'),
-      attrs,
+    const c = this.config;
+    const q = c.sending_queue;
+    this.queue = new MetricsSendingQueue(
+      this.transport.metricExporter(),
+      {
+        enabled: q.enabled,
+        queueSize: q.queue_size,
+        numConsumers: q.num_consumers,
+        maxPointsPerRequest: q.batch.max_size > 0 ? q.batch.max_size : MAX_POINTS_PER_REQUEST,
+        supersede: c.temporality === 'cumulative',
+      },
+      new Retrier(c.retry_on_failure, this.random),
+      {
+        sent: t.counter('exporter_sent_metric_points', 'Metric data points the exporter delivered'),
+        failed: t.counter('exporter_send_failed_metric_points', 'Metric data points in export requests that failed after retries'),
+        dropped: t.counter('exporter_dropped_metric_points', 'Metric data points the exporter dropped (queue full, or shut down)'),
+        superseded: t.counter(
+          'exporter_superseded_metric_points',
+          'Metric data points not retried because a newer cumulative export was delivered (its totals include them)',
+        ),
+        attrs: { exporter: this.settings.id.toString() },
+      },
     );
-    const interval = Math.max(1, this.config.export_interval);
+    const interval = Math.max(1, c.export_interval);
     this.reader = new PeriodicExportingMetricReader({
-      exporter,
+      exporter: this.queue,
       exportIntervalMillis: interval,
       // The SDK requires timeout <= interval.
-      exportTimeoutMillis: Math.min(Math.max(1, this.config.timeout), interval),
+      exportTimeoutMillis: Math.min(Math.max(1, c.timeout), interval),
       metricProducers: [this.store, t.producer],
     });
     // The provider only binds the reader and carries the resource; it has no instruments.
@@ -194,7 +374,7 @@ export class OtlpMetricsExporter implements MetricsExporter {
     if (!this.stopped) this.store.consume(batch);
   }
 
-  /** Exports now (tests, and the final export at shutdown). */
+  /** Exports now and waits until every queued request finished (tests, and the final export at shutdown). */
   async forceFlush(): Promise<void> {
     await this.reader?.forceFlush();
   }
@@ -202,7 +382,8 @@ export class OtlpMetricsExporter implements MetricsExporter {
   shutdown(): Promise<void> {
     this.shutdownPromise ??= (async () => {
       this.stopped = true;
-      // A final export (bounded by `timeout`), then the gRPC channel closes.
+      // A final export (each request one attempt, bounded by `timeout`), then the channel closes.
+      this.queue?.stopRetrying();
       await this.provider?.shutdown().catch((err: unknown) => {
         this.settings.logger.warn({ err }, 'otlp metrics exporter shutdown');
       });

@@ -1,15 +1,32 @@
 import type { ExporterFactory } from '../../component/component.js';
-import { otlpConfigSchema, type OtlpConfig } from './config.js';
+import { otlpGrpcConfigSchema, otlpHttpConfigSchema, type OtlpGrpcConfig, type OtlpHttpConfig } from './config.js';
 import { OtlpLogsExporter } from './OtlpLogsExporter.js';
 import { OtlpMetricsExporter } from './OtlpMetricsExporter.js';
 
-/** `otlp`: OTLP/gRPC push of metrics and access logs (traces later: one more create* line). */
-export const otlpExporterFactory: ExporterFactory<OtlpConfig> = {
+/** `otlp_grpc`: OTLP/gRPC push of metrics and access logs (traces later: one more create* line). */
+export const otlpGrpcExporterFactory: ExporterFactory<OtlpGrpcConfig> = {
   kind: 'exporter',
-  type: 'otlp',
+  type: 'otlp_grpc',
   stability: { metrics: 'alpha', logs: 'alpha' },
-  configSchema: otlpConfigSchema,
-  createDefaultConfig: () => otlpConfigSchema.parse({}),
-  createMetrics: (settings, config) => new OtlpMetricsExporter(settings, config),
-  createLogs: (settings, config) => new OtlpLogsExporter(settings, config),
+  configSchema: otlpGrpcConfigSchema,
+  createDefaultConfig: () => otlpGrpcConfigSchema.parse({}),
+  createMetrics: (settings, config) => new OtlpMetricsExporter(settings, config, 'grpc'),
+  createLogs: (settings, config) => new OtlpLogsExporter(settings, config, 'grpc'),
+};
+
+/**
+ * `otlp`: the same exporter as `otlp_grpc`, under the name the Collector
+ * used for it before `otlp_grpc`, so existing configs keep working.
+ */
+export const otlpExporterFactory: ExporterFactory<OtlpGrpcConfig> = { ...otlpGrpcExporterFactory, type: 'otlp' };
+
+/** `otlp_http`: OTLP over HTTP with protobuf bodies (`/v1/metrics`, `/v1/logs`; traces later). */
+export const otlpHttpExporterFactory: ExporterFactory<OtlpHttpConfig> = {
+  kind: 'exporter',
+  type: 'otlp_http',
+  stability: { metrics: 'alpha', logs: 'alpha' },
+  configSchema: otlpHttpConfigSchema,
+  createDefaultConfig: () => otlpHttpConfigSchema.parse({}),
+  createMetrics: (settings, config) => new OtlpMetricsExporter(settings, config, 'http'),
+  createLogs: (settings, config) => new OtlpLogsExporter(settings, config, 'http'),
 };

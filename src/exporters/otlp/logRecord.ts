@@ -1,5 +1,5 @@
 import type { HrTime } from '@opentelemetry/api';
-import { SeverityNumber, type LogRecord } from '@opentelemetry/api-logs';
+import { SeverityNumber, type LogRecord } from '@opentelemetry/api';
 import type { AccessLogEntry } from '../../model/logs.js';
 import { accessLogSeverity, kmeshLineAndAttributes } from '../debug/accessLogLine.js';
 

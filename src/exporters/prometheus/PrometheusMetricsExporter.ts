@@ -7,6 +7,7 @@ import { constants as zlibConstants, createGzip } from 'node:zlib';
 import type { CreateSettings, Host, MetricsExporter } from '../../component/component.js';
 import { splitHostPort } from '../../config/types.js';
 import type { MetricsBatch } from '../../model/metrics.js';
+import { labelPairs } from '../../metrics/labelText.js';
 import { schemaByName } from '../../metrics/schema.js';
 import { SeriesStore } from '../../metrics/SeriesStore.js';
 import type { PrometheusConfig } from './config.js';
@@ -14,9 +15,10 @@ import { EXPOSITION_CONTENT_TYPE, writeExposition } from './exposition.js';
 
 /** The SDK's serializer, with its `target_info` rendering (protected there) made callable. */
 class SdkSerializer extends PrometheusSerializer {
-  constructor(withTargetInfo: boolean) {
-    // No prefix, no timestamps, no resource labels on samples, no otel_scope_* labels.
-    super(undefined, false, undefined, !withTargetInfo, true);
+  constructor(withTargetInfo: boolean, prefix?: string) {
+    // No timestamps, no resource labels on samples (added as attributes, see
+    // extraLabels), no otel_scope_* labels.
+    super(prefix, false, undefined, !withTargetInfo, true);
   }
   targetInfo(resource: Resource): string {
     return this._serializeResource(resource);
@@ -48,7 +50,13 @@ export class PrometheusMetricsExporter implements MetricsExporter {
   /** Writes `target_info`. */
   private readonly targetInfo = new SdkSerializer(true);
   /** Writes the self-metrics (target_info comes once, from {@link targetInfo}). */
-  private readonly serializer = new SdkSerializer(false);
+  private readonly serializer: SdkSerializer;
+  /** `namespace` + `_`, or ''. */
+  private readonly prefix: string;
+  /** Labels every series gets: `const_labels` and, when converted, the resource attributes. */
+  private readonly extraLabels: Record<string, string>;
+  /** {@link extraLabels} as exposition text, escaped once. */
+  private readonly extraPairs: string;
   private readonly host: string;
   private readonly port: number;
   private started = false;
@@ -63,6 +71,11 @@ export class PrometheusMetricsExporter implements MetricsExporter {
     if (hp === undefined) throw new Error(`invalid endpoint ${config.endpoint}`);
     this.host = hp.host === '' ? '0.0.0.0' : hp.host;
     this.port = hp.port;
+    this.prefix = config.namespace !== undefined ? `${config.namespace}_` : '';
+    this.serializer = new SdkSerializer(false, config.namespace);
+    this.extraLabels = extraLabels(config, settings.resource);
+    const names = Object.keys(this.extraLabels).sort();
+    this.extraPairs = labelPairs(names, names.map((n) => this.extraLabels[n]!));
     this.store = new SeriesStore({
       schema: schemaByName(config.schema),
       resource: settings.resource,
@@ -179,7 +192,7 @@ export class PrometheusMetricsExporter implements MetricsExporter {
       res.setHeader('Vary', 'Accept-Encoding');
     }
     // An HTTP response and a gzip stream are done with a chunk's bytes when its write completes.
-    await writeExposition(out, snap, head, tail, true);
+    await writeExposition(out, snap, head, tail, true, { prefix: this.prefix, extraPairs: this.extraPairs });
     out.end();
   }
 
@@ -187,7 +200,17 @@ export class PrometheusMetricsExporter implements MetricsExporter {
   private async selfMetrics(): Promise<string> {
     try {
       const { resourceMetrics } = await this.settings.telemetry.producer.collect();
-      const rm: ResourceMetrics = { resource: this.settings.resource, scopeMetrics: resourceMetrics.scopeMetrics };
+      let scopeMetrics = resourceMetrics.scopeMetrics;
+      if (Object.keys(this.extraLabels).length > 0) {
+        // A few dozen points: copying them with the extra labels is cheap.
+        scopeMetrics = scopeMetrics.map((sm) => ({
+          ...sm,
+          metrics: sm.metrics.map(
+            (m) => ({ ...m, dataPoints: m.dataPoints.map((dp) => ({ ...dp, attributes: { ...dp.attributes, ...this.extraLabels } })) }) as typeof m,
+          ),
+        }));
+      }
+      const rm: ResourceMetrics = { resource: this.settings.resource, scopeMetrics };
       if (rm.scopeMetrics.every((s) => s.metrics.length === 0)) return '';
       return this.serializer.serialize(rm);
     } catch (err) {
@@ -195,6 +218,30 @@ export class PrometheusMetricsExporter implements MetricsExporter {
       return '';
     }
   }
+}
+
+/**
+ * The labels every series gets: with `resource_to_telemetry_conversion`, each
+ * resource attribute under its Prometheus name (characters outside
+ * `[a-zA-Z0-9_]` become `_`, as the SDK's serializer and the Collector
+ * sanitize them), then `const_labels` over them. Names the schema's own
+ * labels use are left out (a series cannot carry a label twice).
+ */
+export function extraLabels(config: PrometheusConfig, resource: Resource): Record<string, string> {
+  const reserved = new Set(schemaByName(config.schema).families.flatMap((f) => f.labels));
+  reserved.add('le');
+  const out: Record<string, string> = {};
+  if (config.resource_to_telemetry_conversion.enabled) {
+    for (const [k, v] of Object.entries(resource.attributes)) {
+      if (v === undefined || v === null) continue;
+      let name = k.replace(/[^a-zA-Z0-9_]/g, '_');
+      if (/^[0-9]/.test(name)) name = `_${name}`;
+      if (reserved.has(name) || name.startsWith('__')) continue;
+      out[name] = Array.isArray(v) ? JSON.stringify(v) : String(v);
+    }
+  }
+  for (const [k, v] of Object.entries(config.const_labels)) out[k] = v;
+  return out;
 }
 
 /**

@@ -30,10 +30,28 @@ export function formatValue(v: number): string {
   return String(v);
 }
 
+/** What every series of an exposition gets besides its own labels. */
+export interface ExpositionOptions {
+  /** Prepended to every family name (the exporter's `namespace` plus `_`). Default none. */
+  prefix?: string;
+  /**
+   * Label pairs appended to every series (`const_labels`, converted resource
+   * attributes), already escaped and joined: `cluster="prod",k8s_node_name="n1"`.
+   * Default none.
+   */
+  extraPairs?: string;
+}
+
 /** The `# HELP` / `# UNIT` / `# TYPE` lines of a family (UNIT as the SDK's serializer writes it, for continuity). */
-function familyHeader(f: FamilySnapshot): string {
+function familyHeader(f: FamilySnapshot, name: string): string {
   const d = f.def;
-  return `# HELP ${d.name} ${escapeHelp(d.help)}\n` + (d.unit !== '' ? `# UNIT ${d.name} ${escapeHelp(d.unit)}\n` : '') + `# TYPE ${d.name} ${d.type}\n`;
+  return `# HELP ${name} ${escapeHelp(d.help)}\n` + (d.unit !== '' ? `# UNIT ${name} ${escapeHelp(d.unit)}\n` : '') + `# TYPE ${name} ${d.type}\n`;
+}
+
+/** A series' label pairs followed by the extra pairs, comma-joined ('' when both are empty). */
+function joinPairs(pairs: string, extra: string): string {
+  if (extra === '') return pairs;
+  return pairs === '' ? extra : pairs + ',' + extra;
 }
 
 /** Chunk size: large enough that per-write overhead vanishes, small enough to stay out of the agent's RSS. */
@@ -55,30 +73,47 @@ const MAX_FREE_CHUNKS = 4;
  * responses, zlib streams); a PassThrough, for one, hands the very buffer on
  * to its reader. Default false.
  */
-export async function writeExposition(out: Writable, snap: StoreSnapshot, head: string, tail: string, reuseChunks = false): Promise<void> {
+export async function writeExposition(
+  out: Writable,
+  snap: StoreSnapshot,
+  head: string,
+  tail: string,
+  reuseChunks = false,
+  opts: ExpositionOptions = {},
+): Promise<void> {
   const w = new ChunkWriter(out, reuseChunks);
+  const prefix = opts.prefix ?? '';
+  const extra = opts.extraPairs ?? '';
   w.put(head);
   for (const f of snap.families) {
-    w.put(familyHeader(f));
+    const name = prefix + f.def.name;
+    w.put(familyHeader(f, name));
     if (f.def.type === 'counter') {
-      const open = f.def.name + '{';
-      const bare = f.def.name + ' ';
+      const open = name + '{';
+      const bare = name + ' ';
+      const extraTail = extra === '' ? '} ' : ',' + extra + '} ';
       for (let i = 0; i < f.length; i++) {
         const pairs = f.labels[i]!.key;
-        if (pairs === '') w.put(bare);
-        else {
+        if (pairs === '') {
+          if (extra === '') w.put(bare);
+          else {
+            w.put(open);
+            w.put(extra);
+            w.put('} ');
+          }
+        } else {
           w.put(open);
           w.put(pairs);
-          w.put('} ');
+          w.put(extraTail);
         }
         w.putNumber(f.values[i]!);
         w.put('\n');
         if (w.full) await w.flush();
       }
     } else {
-      const h = histogramStrings(f);
+      const h = histogramStrings(f, name);
       for (let i = 0; i < f.length; i++) {
-        writeHistogramPoint(w, f, i, h);
+        writeHistogramPoint(w, f, i, h, extra);
         if (w.full) await w.flush();
       }
     }
@@ -97,8 +132,7 @@ interface HistogramStrings {
   readonly bare: readonly [string, string];
 }
 
-function histogramStrings(f: FamilySnapshot): HistogramStrings {
-  const name = f.def.name;
+function histogramStrings(f: FamilySnapshot, name: string): HistogramStrings {
   return {
     bucketOpen: name + '_bucket{',
     les: [...(f.def.buckets ?? []).map((b) => 'le="' + formatValue(b) + '"} '), 'le="+Inf"} '],
@@ -108,9 +142,9 @@ function histogramStrings(f: FamilySnapshot): HistogramStrings {
 }
 
 /** Point `i` of a histogram family: cumulative `_bucket{le}` lines, then `_sum` and `_count` (the order client_golang writes). */
-function writeHistogramPoint(w: ChunkWriter, f: FamilySnapshot, i: number, h: HistogramStrings): void {
+function writeHistogramPoint(w: ChunkWriter, f: FamilySnapshot, i: number, h: HistogramStrings, extra: string): void {
   const nCounts = f.stride - 4;
-  const pairs = f.labels[i]!.key;
+  const pairs = joinPairs(f.labels[i]!.key, extra);
   const o = i * f.stride;
   let cumulative = 0;
   for (let b = 0; b < nCounts; b++) {

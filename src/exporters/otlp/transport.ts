@@ -1,0 +1,130 @@
+import { credentials as grpcCredentials, Metadata, type ChannelCredentials, type VerifyOptions } from '@grpc/grpc-js';
+import { OTLPLogExporter as GrpcLogExporter } from '@opentelemetry/exporter-logs-otlp-grpc';
+import { OTLPLogExporter as HttpLogExporter } from '@opentelemetry/exporter-logs-otlp-proto';
+import { OTLPMetricExporter as GrpcMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
+import { OTLPMetricExporter as HttpMetricExporter } from '@opentelemetry/exporter-metrics-otlp-proto';
+import type { LogRecordExporter } from '@opentelemetry/sdk-logs';
+import type { PushMetricExporter } from '@opentelemetry/sdk-metrics';
+import { readFileSync } from 'node:fs';
+import type { AgentOptions } from 'node:https';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
+import type { OtlpCommonConfig, OtlpGrpcConfig, OtlpHttpConfig, TlsConfig } from './config.js';
+import { parseGrpcTarget, signalUrl, type GrpcTarget } from './endpoint.js';
+
+/** The wire protocol of an OTLP exporter. */
+export type OtlpProtocol = 'grpc' | 'http';
+
+/** The SDK's compression enum (`'gzip' | 'none'`), named through a direct dependency. */
+type CompressionAlgorithm = NonNullable<NonNullable<ConstructorParameters<typeof GrpcLogExporter>[0]>['compression']>;
+
+interface TlsMaterial {
+  ca: Buffer | null;
+  cert: Buffer | null;
+  key: Buffer | null;
+}
+
+/**
+ * Reads the PEM files named in `tls`. Called when the exporter is created,
+ * so a missing file fails start-up instead of every export.
+ */
+function readTls(tls: TlsConfig, exporter: string): TlsMaterial {
+  const read = (path: string | undefined, what: string): Buffer | null => {
+    if (path === undefined) return null;
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw new Error(`${exporter} exporter: cannot read tls.${what} ${path}: ${(err as Error).message}`, { cause: err });
+    }
+  };
+  return { ca: read(tls.ca_file, 'ca_file'), cert: read(tls.cert_file, 'cert_file'), key: read(tls.key_file, 'key_file') };
+}
+
+/** Certificate name check: against `server_name_override` when set, none with `insecure_skip_verify`. */
+function serverIdentityCheck(tls: TlsConfig): ((host: string, cert: PeerCertificate) => Error | undefined) | undefined {
+  if (tls.insecure_skip_verify) return () => undefined;
+  const name = tls.server_name_override;
+  if (name !== undefined) return (_host, cert) => checkServerIdentity(name, cert);
+  return undefined;
+}
+
+const common = (config: OtlpCommonConfig) => ({
+  compression: config.compression as unknown as CompressionAlgorithm,
+  timeoutMillis: Math.max(1, config.timeout),
+  // The sending queue bounds what is in flight; the SDK's own limit (default
+  // 30) would refuse requests beyond it.
+  concurrencyLimit: config.sending_queue.num_consumers,
+});
+
+/** OTLP/gRPC options for the SDK exporters. */
+function grpcOptions(config: OtlpGrpcConfig, tlsMaterial: TlsMaterial) {
+  const target = parseGrpcTarget(config.endpoint) as GrpcTarget;
+  const tls = config.tls;
+  // configgrpc: an https:// endpoint is TLS whatever `insecure` says.
+  const useTls = target.httpsScheme || !tls.insecure;
+  let credentials: ChannelCredentials;
+  if (useTls) {
+    const verify: VerifyOptions = {};
+    const check = serverIdentityCheck(tls);
+    if (check !== undefined) verify.checkServerIdentity = check;
+    if (tls.insecure_skip_verify) verify.rejectUnauthorized = false;
+    credentials = grpcCredentials.createSsl(tlsMaterial.ca, tlsMaterial.key, tlsMaterial.cert, verify);
+  } else {
+    credentials = grpcCredentials.createInsecure();
+  }
+  const metadata = new Metadata();
+  for (const [k, v] of Object.entries(config.headers)) metadata.set(k.toLowerCase(), v);
+  return { ...common(config), url: `${useTls ? 'https' : 'http'}://${target.hostPort}`, credentials, metadata };
+}
+
+/** OTLP/HTTP options for the SDK exporters, for one signal's URL. */
+function httpOptions(config: OtlpHttpConfig, url: string, tlsMaterial: TlsMaterial) {
+  const tls = config.tls;
+  // Keep-alive: one connection carries the exports of an interval.
+  const agent: AgentOptions = { keepAlive: true };
+  if (new URL(url).protocol === 'https:') {
+    if (tlsMaterial.ca !== null) agent.ca = tlsMaterial.ca;
+    if (tlsMaterial.cert !== null) agent.cert = tlsMaterial.cert;
+    if (tlsMaterial.key !== null) agent.key = tlsMaterial.key;
+    if (tls.insecure_skip_verify) agent.rejectUnauthorized = false;
+    if (tls.server_name_override !== undefined) agent.servername = tls.server_name_override;
+    const check = serverIdentityCheck(tls);
+    if (check !== undefined) agent.checkServerIdentity = check;
+  }
+  return { ...common(config), url, headers: { ...config.headers }, httpAgentOptions: agent };
+}
+
+/** The per-signal URLs of an otlp_http config. */
+export function httpUrls(config: OtlpHttpConfig): { metrics: string; logs: string } {
+  return {
+    metrics: config.metrics_endpoint ?? signalUrl(config.endpoint, 'v1/metrics'),
+    logs: config.logs_endpoint ?? signalUrl(config.endpoint, 'v1/logs'),
+  };
+}
+
+/**
+ * Builds the SDK's OTLP exporters for one protocol. TLS files are read when
+ * this is created (fail fast at start-up).
+ */
+export class OtlpTransport {
+  private readonly tls: TlsMaterial;
+
+  constructor(
+    readonly protocol: OtlpProtocol,
+    private readonly config: OtlpCommonConfig,
+    exporterName: string,
+  ) {
+    this.tls = readTls(config.tls, exporterName);
+  }
+
+  metricExporter(): PushMetricExporter {
+    if (this.protocol === 'grpc') return new GrpcMetricExporter(grpcOptions(this.config as OtlpGrpcConfig, this.tls));
+    const c = this.config as OtlpHttpConfig;
+    return new HttpMetricExporter(httpOptions(c, httpUrls(c).metrics, this.tls));
+  }
+
+  logExporter(): LogRecordExporter {
+    if (this.protocol === 'grpc') return new GrpcLogExporter(grpcOptions(this.config as OtlpGrpcConfig, this.tls));
+    const c = this.config as OtlpHttpConfig;
+    return new HttpLogExporter(httpOptions(c, httpUrls(c).logs, this.tls));
+  }
+}
