@@ -8,7 +8,7 @@
  * before anything was lost.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -79,7 +79,7 @@ function kernelLost(progId: number): number {
 
 describe('lost kernel records are counted exactly and logged (e2e)', { skip: kernelSkipReason(), timeout: 120_000 }, () => {
   const tmp = mkdtempSync(join(tmpdir(), 'kmesh-otel-lost-'));
-  let agent: ChildProcessWithoutNullStreams | undefined;
+  let agent: ChildProcess | undefined;
   let churn: ReturnType<typeof spawn> | undefined;
   after(() => {
     if (agent !== undefined && agent.exitCode === null) {
@@ -112,16 +112,17 @@ describe('lost kernel records are counted exactly and logged (e2e)', { skip: ker
       ].join('\n'),
     );
     const before = new Set(attachedProgramIds());
-    agent = spawn(process.execPath, [MAIN, '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [MAIN, '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+    agent = child;
     const logs: Array<Record<string, unknown>> = [];
-    createInterface({ input: agent.stderr }).on('line', (l) => {
+    createInterface({ input: child.stderr }).on('line', (l) => {
       try {
         logs.push(JSON.parse(l) as Record<string, unknown>);
       } catch {
         // the CLI's plain-text error lines
       }
     });
-    const exited = new Promise<number | null>((resolve) => agent!.once('exit', (code) => resolve(code)));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     const scrape = async (): Promise<string> => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     await waitFor('the agent serving its self-metrics', async () => ((await scrape().catch(() => '')).includes('kmesh_otel_ebpf_kernel_lost_records_total') ? true : undefined));
     const first = await scrape();
@@ -132,13 +133,13 @@ describe('lost kernel records are counted exactly and logged (e2e)', { skip: ker
 
     // Stop the agent, churn, let it go on.
     const CONNECTIONS = 6000;
-    agent.kill('SIGSTOP');
+    child.kill('SIGSTOP');
     churn = spawn(process.execPath, ['--input-type=module', '-e', CHURN, String(CONNECTIONS)], { stdio: ['ignore', 'pipe', 'inherit'] });
     const lines: string[] = [];
     createInterface({ input: churn.stdout! }).on('line', (l) => lines.push(l));
     const churned = new Promise<void>((resolve) => churn!.once('exit', () => resolve()));
     await churned;
-    agent.kill('SIGCONT');
+    child.kill('SIGCONT');
     const done = (JSON.parse(lines.at(-1) ?? '{"done":0}') as { done?: number }).done ?? 0;
     assert.equal(done, CONNECTIONS, `the churn completed: ${lines.join(' ')}`);
 
@@ -154,7 +155,7 @@ describe('lost kernel records are counted exactly and logged (e2e)', { skip: ker
     assert.equal(sample(text, 'kmesh_otel_ebpf_kernel_lost_records_total'), lostInKernel);
     assert.ok((sample(text, 'kmesh_otel_data_loss_last_time', 'cause="kernel_ringbuf_full"') ?? 0) > 0, 'data incomplete since: set');
 
-    agent.kill('SIGTERM');
+    child.kill('SIGTERM');
     assert.equal(await exited, 0, 'clean exit');
     const lossLines = logs.filter((l) => l.cause === 'kernel_ringbuf_full');
     assert.ok(lossLines.length >= 1, 'at least the first occurrence is logged');
