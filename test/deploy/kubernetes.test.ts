@@ -205,6 +205,24 @@ describe('DaemonSet', () => {
     for (const [k, v] of Object.entries(selector)) assert.equal(labels[k], v, `pod template label ${k} must match the selector`);
   });
 
+  it('hardening: critical priority, endpoints on the node IP only, OTLP over TLS with the CA from a Secret', () => {
+    assert.equal(podSpec().priorityClassName, 'system-node-critical');
+    const env = container().env as Obj[];
+    assert.deepEqual(env.find((e) => e.name === 'NODE_IP')?.valueFrom, { fieldRef: { fieldPath: 'status.hostIP' } });
+    const { config } = configMapConfig();
+    assert.equal(config.exporters.prometheus.endpoint, '${env:NODE_IP}:15020', 'metrics on the node IP, not 0.0.0.0');
+    assert.equal(config.extensions.health_check.endpoint, '${env:NODE_IP}:13133');
+    const tls = config.exporters.otlp.tls as Obj;
+    assert.notEqual(tls.insecure, true, 'no cleartext OTLP in the shipped manifests');
+    const caFile = String(tls.ca_file);
+    const mounts = container().volumeMounts as Obj[];
+    const mount = mounts.find((m) => caFile.startsWith(`${String(m.mountPath)}/`));
+    assert.ok(mount !== undefined, `tls.ca_file ${caFile} is on a mounted volume`);
+    const volume = (podSpec().volumes as Obj[]).find((v) => v.name === mount.name);
+    assert.equal(typeof volume?.secret?.secretName, 'string', 'the CA comes from a Secret');
+    assert.equal(mount.readOnly, true);
+  });
+
   it('adds exactly the expected capabilities, drops the rest, and is not privileged', () => {
     const sc = container().securityContext as Obj;
     assert.deepEqual([...(sc.capabilities.add as string[])].sort(), [...EXPECTED_CAPABILITIES].sort());

@@ -42,9 +42,10 @@ describe('prometheus exporter', () => {
     for (const e of toStop) await e.shutdown();
   });
 
-  it('defaults: endpoint 0.0.0.0:15020, kmesh schema; typos rejected', () => {
+  it('defaults: endpoint 127.0.0.1:15020 (loopback), kmesh schema; typos rejected', () => {
     const d = prometheusExporterFactory.createDefaultConfig();
-    assert.equal(d.endpoint, '0.0.0.0:15020');
+    assert.equal(d.endpoint, '127.0.0.1:15020');
+    assert.deepEqual([d.max_connections, d.read_header_timeout, d.idle_timeout, d.tls, d.allowed_clients], [64, 10_000, 60_000, undefined, undefined]);
     assert.equal(d.schema, 'kmesh');
     assert.equal(d.max_series_per_family, 10000);
     assert.equal(d.series_ttl, 300000);

@@ -1,10 +1,11 @@
 import { PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
 import type { Resource } from '@opentelemetry/resources';
 import type { ResourceMetrics } from '@opentelemetry/sdk-metrics';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { pipeline, type Writable } from 'node:stream';
 import { constants as zlibConstants, createGzip } from 'node:zlib';
 import type { CreateSettings, Host, MetricsExporter } from '../../component/component.js';
+import { createBoundedServer } from '../../config/httpServer.js';
 import { splitHostPort } from '../../config/types.js';
 import type { MetricsBatch } from '../../model/metrics.js';
 import { labelPairs } from '../../metrics/labelText.js';
@@ -86,7 +87,7 @@ export class PrometheusMetricsExporter implements MetricsExporter {
       telemetryAttributes: { exporter: settings.id.toString() },
     });
     // Not keeping the process alive by itself (the pipeline does), like the SDK's exporter.
-    this.server = createServer((req, res) => this.handle(req, res)).unref();
+    this.server = createBoundedServer(config, (req, res) => this.handle(req, res)).unref();
   }
 
   start(_host: Host): Promise<void> {

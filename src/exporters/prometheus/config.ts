@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { duration, hostPort } from '../../config/types.js';
+import { httpServerKeys } from '../../config/httpServer.js';
+import { duration } from '../../config/types.js';
 import { schemaByName } from '../../metrics/schema.js';
 import { DEFAULT_SERIES_TTL_MS } from '../../metrics/SeriesStore.js';
 import { metricsStoreKeys } from '../common/metricsConfig.js';
@@ -17,8 +18,14 @@ const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
  */
 export const prometheusConfigSchema = z
   .strictObject({
-    /** host:port to listen on (IPv6 in brackets). Default `0.0.0.0:15020` (Kmesh's port). */
-    endpoint: hostPort.default('0.0.0.0:15020'),
+    /**
+     * The HTTP server: `endpoint` (default `127.0.0.1:15020`, Kmesh's port on
+     * loopback: set the node's address, e.g. `${env:NODE_IP}:15020`, to be
+     * scraped from elsewhere), `max_connections` (default 64),
+     * `read_header_timeout` (10s), `idle_timeout` (60s), `tls`,
+     * `allowed_clients` (see src/config/httpServer.ts).
+     */
+    ...httpServerKeys('127.0.0.1:15020', 64),
     /**
      * Prefix of every metric name, joined with `_` (`namespace: node` gives
      * `node_kmesh_tcp_...` and `node_kmesh_otel_...`). Default none: Kmesh's

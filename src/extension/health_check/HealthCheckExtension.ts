@@ -1,5 +1,6 @@
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { CreateSettings, Extension, Host } from '../../component/component.js';
+import { createBoundedServer } from '../../config/httpServer.js';
 import { splitHostPort } from '../../config/types.js';
 import type { HealthCheckConfig } from './config.js';
 
@@ -27,7 +28,7 @@ export class HealthCheckExtension implements Extension {
     if (this.server !== undefined) return;
     this.host = host;
     const { host: bindHost, port } = splitHostPort(this.config.endpoint)!;
-    const server = createServer((req, res) => {
+    const server = createBoundedServer(this.config, (req, res) => {
       const url = (req.url ?? '').split('?')[0];
       if (url !== this.config.path) {
         res.writeHead(404).end();

@@ -1,9 +1,15 @@
 import { z } from 'zod';
-import { hostPort } from '../../config/types.js';
+import { httpServerKeys } from '../../config/httpServer.js';
 
 export const healthCheckConfigSchema = z.strictObject({
-  /** Where to listen. Default `0.0.0.0:13133` (the collector's port). */
-  endpoint: hostPort.default('0.0.0.0:13133'),
+  /**
+   * The HTTP server (src/config/httpServer.ts): `endpoint` (default
+   * `127.0.0.1:13133`, the Collector's port on loopback; a kubelet probes the
+   * pod's, i.e. with hostNetwork the node's, address), `max_connections`
+   * (default 16: limits of its own, so a flood of the metrics port leaves it
+   * answering), `read_header_timeout`, `idle_timeout`, `tls`, `allowed_clients`.
+   */
+  ...httpServerKeys('127.0.0.1:13133', 16),
   /** Request path. Default `/healthz`. */
   path: z.string().startsWith('/').default('/healthz'),
 });
