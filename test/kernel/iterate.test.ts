@@ -39,7 +39,10 @@ const sourceSkip: Record<string, string | undefined> = Object.fromEntries(
 
 /**
  * Loopback churn for argv[1] ms: 16 clients in a loop, each connection held
- * 0-4 ms before the client writes 10 bytes; the server answers 5 and ends.
+ * 5-24 ms before the client writes 10 bytes; the server answers 5 and ends.
+ * (Long enough that walks catch connections before they close even when a
+ * walk takes tens of ms on a loaded machine: the check that some reported
+ * connection closes afterwards must hold.)
  * Prints {"port"} at start and {"done"} (connections completed) at the end.
  */
 const CHURN_SCRIPT = String.raw`
@@ -57,7 +60,7 @@ srv.listen(0, '127.0.0.1', () => {
       return;
     }
     inflight++;
-    const c = net.connect(port, '127.0.0.1', () => setTimeout(() => c.write('0123456789'), Math.floor(Math.random() * 5)));
+    const c = net.connect(port, '127.0.0.1', () => setTimeout(() => c.write('0123456789'), 5 + Math.floor(Math.random() * 20)));
     c.on('data', () => {});
     c.on('end', () => c.end());
     c.on('error', () => {});
