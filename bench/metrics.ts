@@ -39,6 +39,7 @@ import { freePort } from '../test/helpers/freePort.js';
 import { agentNodeFlags } from './lib/agent.js';
 import { figure, median, type BenchContext, type Figure } from './lib/types.js';
 import { BENCH_RESOURCE, testSettings as settings } from '../test/helpers/settings.js';
+import { prng } from '../test/helpers/prng.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const REPO = join(dirname(SELF), '..');
@@ -64,17 +65,6 @@ function waitSeconds(): number {
   }
 }
 
-/** Deterministic PRNG (mulberry32), so every run sees the same workload. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // ---------------------------------------------------------------------------
 // Identities: the 23 Kmesh workload labels (+ service labels) as the

@@ -160,10 +160,20 @@ export async function holdConnections(count: number, timeoutMs = 60_000): Promis
   };
 }
 
-function holdInOneChild(count: number, timeoutMs: number): Promise<HeldConnections> {
+/**
+ * One `loadgen hold` child holding `count` idle established loopback
+ * connections until release(); inside network namespace `netns` (through
+ * `ip netns exec`) when given. Tracked like every load generator.
+ */
+export function holdInOneChild(count: number, timeoutMs: number, netns?: string): Promise<HeldConnections> {
   const bin = loadgenBinary();
+  const where = netns === undefined ? '' : ` in ${netns}`;
   return new Promise((resolve, reject) => {
-    const child = track(spawn(bin, ['hold', String(count)], { stdio: ['pipe', 'pipe', 'pipe'] }));
+    const child = track(
+      netns === undefined
+        ? spawn(bin, ['hold', String(count)], { stdio: ['pipe', 'pipe', 'pipe'] })
+        : spawn('ip', ['netns', 'exec', netns, bin, 'hold', String(count)], { stdio: ['pipe', 'pipe', 'pipe'] }),
+    );
     let out = '';
     let err = '';
     let ready = false;
@@ -176,8 +186,11 @@ function holdInOneChild(count: number, timeoutMs: number): Promise<HeldConnectio
     };
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`loadgen hold ${count}: not ready within ${timeoutMs} ms`));
+      reject(new Error(`loadgen hold ${count}${where}: not ready within ${timeoutMs} ms`));
     }, timeoutMs);
+    child.stdin!.on('error', () => {
+      // the holder is gone (killed): nothing to close
+    });
     child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
@@ -189,7 +202,7 @@ function holdInOneChild(count: number, timeoutMs: number): Promise<HeldConnectio
         resolve({ count: r.ready, ports: r.ports, release });
       } catch {
         void release();
-        reject(new Error(`loadgen hold printed: ${out}`));
+        reject(new Error(`loadgen hold${where} printed: ${out}`));
       }
     });
     child.once('error', (e) => {
@@ -198,7 +211,7 @@ function holdInOneChild(count: number, timeoutMs: number): Promise<HeldConnectio
     });
     child.once('exit', (code, signal) => {
       clearTimeout(timer);
-      if (!ready) reject(new Error(`loadgen hold exited with ${code ?? signal}: ${err.trim()}`));
+      if (!ready) reject(new Error(`loadgen hold${where} exited with ${code ?? signal}: ${err.trim()}`));
     });
   });
 }

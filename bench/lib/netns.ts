@@ -11,8 +11,9 @@
  * this process: loadgen sets PR_SET_PDEATHSIG, and `ip netns exec` execs it
  * without forking).
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { loadgenBinary, type HeldConnections } from './loadgen.js';
+import { execFileSync } from 'node:child_process';
+import { holdInOneChild, type HeldConnections } from './loadgen.js';
+import { killNamespaceProcesses } from '../../test/helpers/netns.js';
 
 const IP_TIMEOUT_MS = 20_000;
 
@@ -65,21 +66,6 @@ function deleteQuietly(names: readonly string[]): void {
   }
 }
 
-function killNamespaceProcesses(name: string): void {
-  let pids: string[] = [];
-  try {
-    pids = ip(['netns', 'pids', name]).split(/\s+/).filter(Boolean);
-  } catch {
-    return;
-  }
-  for (const pid of pids) {
-    try {
-      process.kill(Number(pid), 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-}
 
 /**
  * Removes namespaces named `<prefix><pid>-<i>` whose pid is dead (a run killed
@@ -121,25 +107,16 @@ let exitHook = false;
  */
 export function createNamespaces(prefix: string, count: number): BenchNamespaces {
   const names: string[] = [];
-  const children = new Set<ChildProcess>();
   let destroyed = false;
   const set: BenchNamespaces = {
     names,
-    hold: (name, n, timeoutMs = 30_000) => holdIn(name, n, timeoutMs, children),
+    hold: (name, n, timeoutMs = 30_000) => holdInOneChild(n, timeoutMs, name),
     destroy() {
       if (destroyed) return;
       destroyed = true;
       live.delete(set);
-      for (const c of children) {
-        if (c.exitCode === null && c.signalCode === null) {
-          try {
-            c.kill('SIGKILL');
-          } catch {
-            // already gone
-          }
-        }
-      }
-      children.clear();
+      // The holders (`ip netns exec` execs into loadgen) live in the namespaces.
+      for (const name of names) killNamespaceProcesses(name);
       // A namespace stays alive while a socket or process holds it; deleting
       // the name (the bind mount under /run/netns) is what frees it once the
       // killed holders are gone.
@@ -167,50 +144,3 @@ export function createNamespaces(prefix: string, count: number): BenchNamespaces
   return set;
 }
 
-function holdIn(name: string, count: number, timeoutMs: number, children: Set<ChildProcess>): Promise<HeldConnections> {
-  const bin = loadgenBinary();
-  return new Promise((resolve, reject) => {
-    const child = spawn('ip', ['netns', 'exec', name, bin, 'hold', String(count)], { stdio: ['pipe', 'pipe', 'pipe'] });
-    children.add(child);
-    let out = '';
-    let err = '';
-    let ready = false;
-    const exited = new Promise<void>((r) => child.once('exit', () => r()));
-    child.once('exit', () => children.delete(child));
-    const release = async (): Promise<void> => {
-      child.stdin!.end();
-      const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(t);
-    };
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`loadgen hold ${count} in ${name}: not ready within ${timeoutMs} ms`));
-    }, timeoutMs);
-    child.stdin!.on('error', () => {
-      // the holder is gone (killed): nothing to close
-    });
-    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (ready || !out.includes('\n')) return;
-      ready = true;
-      clearTimeout(timer);
-      try {
-        const r = JSON.parse(out.trim()) as { ready: number; ports: number[] };
-        resolve({ count: r.ready, ports: r.ports, release });
-      } catch {
-        void release();
-        reject(new Error(`loadgen hold in ${name} printed: ${out}`));
-      }
-    });
-    child.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      if (!ready) reject(new Error(`loadgen hold in ${name} exited with ${code ?? signal}: ${err.trim()}`));
-    });
-  });
-}

@@ -120,7 +120,8 @@ export function createPodNetwork(hostNumbers: readonly number[] = [11, 17]): Pod
   return net;
 }
 
-function killNamespaceProcesses(ns: string): void {
+/** SIGKILLs every process in namespace `ns` (`ip netns pids`). */
+export function killNamespaceProcesses(ns: string): void {
   let pids: string[] = [];
   try {
     pids = ip(['netns', 'pids', ns]).split(/\s+/).filter(Boolean);

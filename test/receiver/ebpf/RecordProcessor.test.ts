@@ -6,6 +6,7 @@ import { MonotonicClock } from '../../../src/receiver/ebpf/MonotonicClock.js';
 import { RECORD_SIZE, RecordLayout } from '../../../src/receiver/ebpf/layout.js';
 import { RecordProcessor, type RecordProcessorOptions } from '../../../src/receiver/ebpf/RecordProcessor.js';
 import { batch, DIR, KIND, record, type RecordFields } from './records.js';
+import { prng } from '../../helpers/prng.js';
 
 const ctx = newDecodeContext(new MonotonicClock());
 
@@ -170,17 +171,6 @@ describe('RecordProcessor aggregation', () => {
   });
 });
 
-/** mulberry32: a tiny seeded PRNG, so a failing fuzz run can be replayed with its printed seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('RecordProcessor.process fuzz (the production decode path)', () => {
   it('never throws on random and half-plausible batches, and accounts for every record', (t) => {

@@ -1,0 +1,15 @@
+/**
+ * mulberry32: a tiny seeded PRNG (uniform in [0, 1)), for workloads that must
+ * repeat: a fuzz test replayed from its printed seed, a benchmark that gives
+ * every run the same input. Not for anything that needs real randomness.
+ */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
