@@ -13,7 +13,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { holdInOneChild, type HeldConnections } from './loadgen.js';
-import { killNamespaceProcesses } from '../../test/helpers/netns.js';
+import { isAlive, killNamespaceProcesses } from '../../test/helpers/netns.js';
 
 const IP_TIMEOUT_MS = 20_000;
 
@@ -36,14 +36,6 @@ export function netnsUnavailable(): string | undefined {
   return undefined;
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 function listNamespaces(): string[] {
   try {
