@@ -22,12 +22,12 @@
 // (checkout copy, consoles, TAP, results) is removed when everything passed,
 // else kept and its path printed.
 import { spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { clearTimeout, setTimeout } from 'node:timers';
 import { parseArgs } from 'node:util';
-import { buildInitramfs, GUEST_SHARE, guestScript } from './vm/initramfs.mjs';
+import { buildInitramfs, GUEST_SHARE, guestScript, hiddenInGuest } from './vm/initramfs.mjs';
 import { customKernel, debianKernel, extractVmlinux, moduleClosure } from './vm/kernels.mjs';
 import { chooseAccel, qemuArgs, runGuest } from './vm/qemu.mjs';
 import { coveredElsewhere, shortFile, tally, verdict } from './vm/results.mjs';
@@ -133,7 +133,10 @@ async function runGuestLeg(kernel, outDir, accel) {
   const mods = moduleClosure(kernel.modulesDir);
   if (mods.skipped.missing.length > 0) say(`${kernel.name}: no module ${mods.skipped.missing.join(', ')} in ${kernel.modulesDir} (tests needing it will fail)`);
   const initrd = join(outDir, 'initramfs.cpio');
-  writeFileSync(initrd, buildInitramfs(mods.order));
+  // The work copy's node_modules links to the checkout's: a checkout under
+  // a directory the guest overlays with tmpfs (CI may clone into /tmp) is
+  // bound back into the guest, or nothing resolves there.
+  writeFileSync(initrd, buildInitramfs(mods.order, undefined, hiddenInGuest([realpathSync(join(root, 'node_modules'))])));
   const guestOut = `${GUEST_SHARE}/legs/${kernel.name}`;
   const legArgs = ['--out', guestOut, `--suites=${opts.suites}`];
   if (!opts['no-canary']) legArgs.push('--canary');

@@ -22,8 +22,23 @@ export const GUEST_SHARE = '/tmp/kmx';
 
 const NINEP = 'trans=virtio,version=9p2000.L,msize=262144';
 
-/** The initramfs' /init (busybox ash). */
-export function initScript(moduleNames) {
+/** Directories the guest overlays with tmpfs (the host's are hidden there). */
+export const GUEST_TMPFS = ['tmp', 'run', 'var/tmp', 'var/log', 'var/cache', 'root'];
+
+/**
+ * The host paths among `paths` that a guest would not see: those under a
+ * directory it overlays with tmpfs (a checkout in /tmp, as CI may clone
+ * it). The init binds them back from a second mount of the host root.
+ */
+export function hiddenInGuest(paths) {
+  return paths.filter((p) => GUEST_TMPFS.some((d) => p === `/${d}` || p.startsWith(`/${d}/`)));
+}
+
+/**
+ * The initramfs' /init (busybox ash). \`keep\`: absolute host paths to bind
+ * back over the tmpfs overlays (see hiddenInGuest), read-only.
+ */
+export function initScript(moduleNames, keep = []) {
   return `#!/bin/busybox sh
 # kmesh-otel kernel matrix guest init (scripts/vm/initramfs.mjs)
 /bin/busybox --install -s /bin
@@ -37,11 +52,20 @@ for m in ${moduleNames.join(' ')}; do
 done
 mkdir -p /newroot
 mount -t 9p -o ${NINEP},ro,cache=loose ${ROOT_TAG} /newroot || fail "cannot mount the host root over 9p"
-for d in tmp run var/tmp var/log var/cache root; do
+for d in ${GUEST_TMPFS.join(' ')}; do
   mount -t tmpfs -o mode=0755 tmpfs /newroot/$d || fail "tmpfs on /$d"
 done
 chmod 1777 /newroot/tmp /newroot/var/tmp
-mkdir -p /newroot${GUEST_SHARE}
+${
+  keep.length === 0
+    ? ''
+    : `mkdir -p /hostroot
+mount -t 9p -o ${NINEP},ro,cache=loose ${ROOT_TAG} /hostroot || fail "cannot mount the host root again"
+for k in ${keep.map((k) => `'${k}'`).join(' ')}; do
+  mkdir -p "/newroot$k" && mount --bind "/hostroot$k" "/newroot$k" || fail "cannot bind $k"
+done
+`
+}mkdir -p /newroot${GUEST_SHARE}
 mount -t 9p -o ${NINEP},cache=loose ${SHARE_TAG} /newroot${GUEST_SHARE} || fail "cannot mount the run folder"
 mount -t proc proc /newroot/proc
 mount -t sysfs sys /newroot/sys
@@ -78,8 +102,8 @@ function isStaticElf(b) {
   return true;
 }
 
-/** The initramfs image: busybox, /init, /modules/<name>.ko (dependencies first). */
-export function buildInitramfs(modules, busybox = '/bin/busybox') {
+/** The initramfs image: busybox, /init, /modules/<name>.ko (dependencies first); \`keep\` as for initScript. */
+export function buildInitramfs(modules, busybox = '/bin/busybox', keep = []) {
   const bb = readFileSync(busybox);
   if (!isStaticElf(bb)) throw new Error(`${busybox} is not a static binary: apt-get install busybox-static`);
   const DIR = 0o040755;
@@ -89,7 +113,7 @@ export function buildInitramfs(modules, busybox = '/bin/busybox') {
     entry('dev/console', 0o020600, undefined, [5, 1]),
     entry('bin/busybox', FILE, bb),
     entry('bin/sh', 0o120777, Buffer.from('busybox')),
-    entry('init', FILE, Buffer.from(initScript(modules.map((m) => m.name)))),
+    entry('init', FILE, Buffer.from(initScript(modules.map((m) => m.name), keep))),
     ...modules.map((m) => entry(`modules/${m.name}.ko`, 0o100644, m.bytes)),
     entry('TRAILER!!!', 0),
   ];

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { buildInitramfs, guestScript } from '../../scripts/vm/initramfs.mjs';
+import { buildInitramfs, guestScript, hiddenInGuest, initScript } from '../../scripts/vm/initramfs.mjs';
 import { coveredElsewhere, crashedFiles, parseResults, replaceFile, tally, verdict, type TestResult } from '../../scripts/vm/results.mjs';
 
 const line = (o: Record<string, unknown>): string => JSON.stringify({ nesting: 0, type: 'test', ...o });
@@ -117,6 +117,20 @@ describe('kernel matrix: guest boot files', () => {
     for (const name of ['init', 'bin/busybox', 'bin/sh', 'dev/console', 'modules/netfs.ko', 'modules/9p.ko']) assert.ok(listing.includes(name), `${name} in ${listing.join(' ')}`);
     const init = image.toString('latin1');
     assert.ok(init.indexOf('for m in netfs 9p;') > 0, 'modules load in the given (dependency) order');
+  });
+
+  it('a checkout the guest would hide (under its tmpfs overlays, e.g. a CI clone in /tmp) is bound back from the host root', () => {
+    assert.deepEqual(hiddenInGuest(['/tmp/ci/main/node_modules', '/work/main/node_modules', '/run/x', '/var/tmp', '/var/lib/x', '/rootfs/a']), [
+      '/tmp/ci/main/node_modules',
+      '/run/x',
+      '/var/tmp',
+    ]);
+    const init = initScript(['9p'], ['/tmp/ci/main/node_modules']);
+    const overlays = init.indexOf('mount -t tmpfs -o mode=0755 tmpfs /newroot/$d');
+    const bind = init.indexOf(`mount --bind "/hostroot$k" "/newroot$k"`);
+    assert.ok(overlays > 0 && bind > overlays, 'bound after the overlays, so it stays visible');
+    assert.match(init, /for k in '\/tmp\/ci\/main\/node_modules'; do/);
+    assert.doesNotMatch(initScript(['9p']), /\/hostroot/, 'nothing to bind: no second mount');
   });
 
   it('the guest script records the exit code in the leg folder and powers off', () => {
