@@ -28,7 +28,8 @@ export const GUEST_TMPFS = ['tmp', 'run', 'var/tmp', 'var/log', 'var/cache', 'ro
 /**
  * The host paths among `paths` that a guest would not see: those under a
  * directory it overlays with tmpfs (a checkout in /tmp, as CI may clone
- * it). The init binds them back from a second mount of the host root.
+ * it). The init binds them back from a view of the host root taken before
+ * the overlays.
  */
 export function hiddenInGuest(paths) {
   return paths.filter((p) => GUEST_TMPFS.some((d) => p === `/${d}` || p.startsWith(`/${d}/`)));
@@ -36,7 +37,8 @@ export function hiddenInGuest(paths) {
 
 /**
  * The initramfs' /init (busybox ash). \`keep\`: absolute host paths to bind
- * back over the tmpfs overlays (see hiddenInGuest), read-only.
+ * back over the tmpfs overlays (see hiddenInGuest), read-only, from a bind
+ * of the host root taken before the overlays.
  */
 export function initScript(moduleNames, keep = []) {
   return `#!/bin/busybox sh
@@ -52,16 +54,22 @@ for m in ${moduleNames.join(' ')}; do
 done
 mkdir -p /newroot
 mount -t 9p -o ${NINEP},ro,cache=loose ${ROOT_TAG} /newroot || fail "cannot mount the host root over 9p"
-for d in ${GUEST_TMPFS.join(' ')}; do
+${
+  // A virtio-9p tag mounts once ("no channels available"): a plain bind of
+  // the root made before the overlays keeps the host's /tmp etc. in view.
+  keep.length === 0
+    ? ''
+    : `mkdir -p /hostroot
+mount --bind /newroot /hostroot || fail "cannot bind the host root"
+`
+}for d in ${GUEST_TMPFS.join(' ')}; do
   mount -t tmpfs -o mode=0755 tmpfs /newroot/$d || fail "tmpfs on /$d"
 done
 chmod 1777 /newroot/tmp /newroot/var/tmp
 ${
   keep.length === 0
     ? ''
-    : `mkdir -p /hostroot
-mount -t 9p -o ${NINEP},ro,cache=loose ${ROOT_TAG} /hostroot || fail "cannot mount the host root again"
-for k in ${keep.map((k) => `'${k}'`).join(' ')}; do
+    : `for k in ${keep.map((k) => `'${k}'`).join(' ')}; do
   mkdir -p "/newroot$k" && mount --bind "/hostroot$k" "/newroot$k" || fail "cannot bind $k"
 done
 `
