@@ -19,19 +19,27 @@ import { CGROUP_ROOT, kernelSkipReason } from '../helpers/kernel.js';
 import { freePort, waitFor } from '../helpers/prometheusServer.js';
 
 const MAIN = join(packageRoot, 'dist', 'src', 'main.js');
+/**
+ * Under CPU emulation (the kernel matrix's TCG guests set
+ * KMESH_TEST_EMULATED=1) 30,000 connects take minutes: the flood is 6,000
+ * there, which still dwarfs every limit under test (64 and 16 connections).
+ */
+const EMULATED = process.env.KMESH_TEST_EMULATED === '1';
+const PER_CHILD = EMULATED ? 3_000 : 15_000;
+const FLOOD_WAIT_MS = EMULATED ? 150_000 : 30_000;
 
 /**
  * Opens argv[1] connections to 127.0.0.1:argv[2] from source address argv[3]
  * and holds whatever stays open; prints {"opened","closedByPeer"} once every
- * attempt settled (or after 30 s), then waits to be killed.
+ * attempt settled (or after argv[4] ms), then waits to be killed.
  */
 const FLOOD = String.raw`
 import net from 'node:net';
-const [n, port, local] = [Number(process.argv[1]), Number(process.argv[2]), process.argv[3]];
+const [n, port, local, waitMs] = [Number(process.argv[1]), Number(process.argv[2]), process.argv[3], Number(process.argv[4])];
 let opened = 0, closed = 0, failed = 0, settled = 0;
 const held = [];
 const report = () => console.log(JSON.stringify({ opened, closedByPeer: closed, failed }));
-const timer = setTimeout(report, 30000);
+const timer = setTimeout(report, waitMs);
 const one = () => {
   const s = net.connect({ port, host: '127.0.0.1', localAddress: local });
   held.push(s);
@@ -56,7 +64,7 @@ function rssMB(pid: number): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-describe('endpoints hold under an idle-connection flood (e2e)', { skip: kernelSkipReason(), timeout: 120_000 }, () => {
+describe('endpoints hold under an idle-connection flood (e2e)', { skip: kernelSkipReason(), timeout: EMULATED ? 400_000 : 120_000 }, () => {
   const tmp = mkdtempSync(join(tmpdir(), 'kmesh-otel-flood-'));
   const children: ChildProcess[] = [];
   after(() => {
@@ -64,7 +72,7 @@ describe('endpoints hold under an idle-connection flood (e2e)', { skip: kernelSk
     rmSync(tmp, { recursive: true, force: true });
   });
 
-  it('30,000 idle connections to /metrics: /healthz answers, fds and RSS bounded, /metrics recovers', async (t) => {
+  it(`${2 * PER_CHILD} idle connections to /metrics: /healthz answers, fds and RSS bounded, /metrics recovers`, async (t) => {
     assert.ok(existsSync(MAIN), `${MAIN} is missing: run npm run build`);
     const metricsPort = await freePort();
     const healthPort = await freePort();
@@ -101,7 +109,7 @@ describe('endpoints hold under an idle-connection flood (e2e)', { skip: kernelSk
     // loopback source address (one address has ~28,000 ephemeral ports).
     const reports: Array<Promise<{ opened: number; closedByPeer: number; failed: number }>> = [];
     for (const local of ['127.0.0.2', '127.0.0.3']) {
-      const c = spawn(process.execPath, ['--input-type=module', '-e', FLOOD, '15000', String(metricsPort), local], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const c = spawn(process.execPath, ['--input-type=module', '-e', FLOOD, String(PER_CHILD), String(metricsPort), local, String(FLOOD_WAIT_MS)], { stdio: ['ignore', 'pipe', 'inherit'] });
       children.push(c);
       reports.push(
         new Promise((resolve) => createInterface({ input: c.stdout! }).once('line', (l) => resolve(JSON.parse(l) as { opened: number; closedByPeer: number; failed: number }))),
@@ -114,7 +122,7 @@ describe('endpoints hold under an idle-connection flood (e2e)', { skip: kernelSk
     const flooded = Promise.all(reports);
     let floodDone = false;
     void flooded.then(() => (floodDone = true));
-    for (let i = 0; i < 60 && !floodDone; i++) {
+    for (let i = 0; i < FLOOD_WAIT_MS / 100 + 10 && !floodDone; i++) {
       healthDuring.push(await health().catch(() => 0));
       maxFds = Math.max(maxFds, fdCount(agent.pid!));
       maxRss = Math.max(maxRss, rssMB(agent.pid!));
@@ -129,7 +137,7 @@ describe('endpoints hold under an idle-connection flood (e2e)', { skip: kernelSk
       `flood: ${opened} connected (${results.map((r) => `${r.opened} opened, ${r.closedByPeer} closed by the agent, ${r.failed} failed`).join('; ')}); ` +
         `agent fds at most ${maxFds}, RSS ${rssBefore.toFixed(0)} -> at most ${maxRss.toFixed(0)} MB; health during: ${healthDuring.length} checks`,
     );
-    assert.ok(opened >= 25_000, `the flood reached the agent: ${opened} connections`);
+    assert.ok(opened >= 1.66 * PER_CHILD, `the flood reached the agent: ${opened} of ${2 * PER_CHILD} connections`);
     assert.deepEqual(healthDuring.filter((s) => s !== 200), [], '/healthz answered 200 throughout');
     assert.ok(maxFds < 64 + 16 + 200, `the agent's descriptors stay bounded by max_connections: at most ${maxFds}`);
     assert.ok(maxRss < rssBefore + 60, `RSS bounded: ${rssBefore.toFixed(0)} -> ${maxRss.toFixed(0)} MB`);
