@@ -13,6 +13,7 @@
 //     --suites kernel,e2e                           --no-canary
 //     --timeout-min N    per guest (default 60)    --tcg-threads single|multi
 //     --keep             keep the run folder even when everything passed
+//     --help, -h         this text
 //     --report FILE      also write the summary as Markdown
 //
 // The host is never rebooted or changed: guests boot the kernel image
@@ -44,8 +45,16 @@ const { values: opts } = parseArgs({
     keep: { type: 'boolean', default: false },
     report: { type: 'string' },
     quiet: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
   },
 });
+if (opts.help) {
+  // The usage is this file's header comment.
+  const head = readFileSync(new URL(import.meta.url), 'utf8').split('\n');
+  const end = head.findIndex((l, i) => i > 1 && !l.startsWith('//'));
+  console.log(head.slice(1, end).map((l) => l.replace(/^\/\/ ?/, '')).join('\n'));
+  process.exit(0);
+}
 
 const root = resolve(new URL('..', import.meta.url).pathname);
 const started = Date.now();
