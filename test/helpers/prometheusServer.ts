@@ -33,7 +33,9 @@ export class PrometheusServer {
 
   async start(): Promise<void> {
     this.port = await freePort();
-    const interval = `${Math.max(1, Math.round(this.scrapeIntervalMs / 1000))}s`;
+    // Under CPU emulation a scrape can take over a second: the interval (and
+    // with it the timeout) stretches like the waits do (DEADLINE_SCALE).
+    const interval = `${Math.max(1, Math.round((this.scrapeIntervalMs * DEADLINE_SCALE) / 1000))}s`;
     const config = [
       'global:',
       `  scrape_interval: ${interval}`,
