@@ -234,7 +234,7 @@ export async function run(ctx: BenchContext): Promise<Figure[]> {
   try {
     for (const kind of PERIODIC_SOURCES) {
       if (kind === 'rtt_cb') continue; // no walk: reports come from sockops on ACKs
-      const probe = await openProbe({ attach: false });
+      const probe = await openProbe({ attach: false, source: 'none' });
       try {
         probe.useSource(kind, {}); // the agent's defaults: /proc and /run/netns
       } catch (err) {

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BpfProbe as BpfProbeT } from '../../native/index.js';
+import { choosePeriodicSource, type PeriodicSourceSetting } from '../../src/receiver/ebpf/periodicSource.js';
 
 export type BpfProbe = BpfProbeT;
 
@@ -46,6 +47,12 @@ export interface OpenProbeOptions {
   attach?: boolean;
   /** Another object with the agent's program and map names (see floorObject()); default the agent's. */
   objectPath?: string;
+  /**
+   * The periodic-report source, settled as the agent does (its ladder) before
+   * attaching. Default `auto` for the agent's object, `none` for another
+   * object (the floor probes' iterators are stubs).
+   */
+  source?: PeriodicSourceSetting;
 }
 
 /** Loads bpf/tcp_probe.bpf.o (and attaches it at the cgroup-v2 root unless attach: false). */
@@ -58,6 +65,7 @@ export async function openProbe(opts: OpenProbeOptions = {}): Promise<BpfProbe> 
   open.add(probe);
   try {
     probe.load();
+    choosePeriodicSource(probe, opts.source ?? (opts.objectPath === undefined ? 'auto' : 'none'), {});
     if (opts.attach !== false) probe.attachCgroup(cgroupRoot());
   } catch (err) {
     closeProbe(probe);
