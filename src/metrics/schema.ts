@@ -1,9 +1,9 @@
 import { RawAttr, type FlowPoint } from '../model/metrics.js';
 
 /**
- * Metric schemas: pure renderers from one {@link FlowPoint} (attributes +
- * per-flush deltas) to metric-family contributions (family, label values,
- * value). Exporters feed the contributions into a `SeriesStore`.
+ * Metric schemas: what one {@link FlowPoint} (attributes + per-flush deltas)
+ * adds to which metric families under which label values, described by
+ * label groups that a `SeriesStore` applies.
  *
  * A schema names every label it renders; attributes it does not name (the
  * receiver's raw dotted keys such as `source.address`) are never rendered, so
@@ -26,19 +26,6 @@ export interface FamilyDef {
   readonly labels: readonly string[];
   /** Upper bucket bounds (histograms only), ascending. */
   readonly buckets?: readonly number[];
-}
-
-/** What one FlowPoint adds to one series of one family. */
-export interface Contribution {
-  readonly family: FamilyDef;
-  /** Values aligned with `family.labels`. */
-  readonly labelValues: readonly string[];
-  /** Cheap identity of the label set within the family (values joined). */
-  readonly key: string;
-  /** Counter increment (counters). */
-  readonly value: number;
-  /** Observations (histograms); `value` is then their count. */
-  readonly observations?: readonly number[];
 }
 
 /** A family of a {@link LabelGroup}; histograms also say where their observations are. */
@@ -76,12 +63,7 @@ export interface MetricSchema {
   readonly families: readonly FamilyDef[];
   /** The families by label group; what a point contributes is fully described here. */
   readonly groups: readonly LabelGroup[];
-  /** Contributions of one point; zero increments are omitted (no empty series are created). */
-  render(point: FlowPoint): Contribution[];
 }
-
-/** Separator of label values in a series key; cannot appear in Kubernetes names. */
-export const LABEL_KEY_SEPARATOR = '\u0001';
 
 // ---------------------------------------------------------------------------
 // Label sets
@@ -220,32 +202,6 @@ export function labelValues(attrs: Record<string, string>, names: readonly strin
   return out;
 }
 
-/**
- * A schema's contributions for one point, straight from its groups: label
- * values are rendered once per group, and only when one of the group's
- * families has something to add.
- */
-function renderGroups(groups: readonly LabelGroup[], unknown: string, p: FlowPoint): Contribution[] {
-  const out: Contribution[] = [];
-  for (const g of groups) {
-    const increments = new Float64Array(g.bindings.length);
-    g.read(p, increments);
-    let values: string[] | undefined;
-    let key = '';
-    g.bindings.forEach((b, i) => {
-      const value = increments[i]!;
-      if (!(value > 0)) return;
-      if (values === undefined) {
-        values = labelValues(p.attributes, g.labels, unknown);
-        key = values.join(LABEL_KEY_SEPARATOR);
-      }
-      const observations = b.observations?.(p);
-      out.push(observations === undefined ? { family: b.family, labelValues: values, key, value } : { family: b.family, labelValues: values, key, value, observations });
-    });
-  }
-  return out;
-}
-
 const K = KMESH_FAMILIES;
 const KMESH_GROUPS: readonly LabelGroup[] = [
   {
@@ -297,7 +253,6 @@ export const kmeshSchema: MetricSchema = {
   unknown: '-',
   families: Object.values(KMESH_FAMILIES),
   groups: KMESH_GROUPS,
-  render: (p) => renderGroups(KMESH_GROUPS, '-', p),
 };
 
 const I = ISTIO_FAMILIES;
@@ -330,7 +285,6 @@ export const istioSchema: MetricSchema = {
   unknown: 'unknown',
   families: Object.values(ISTIO_FAMILIES),
   groups: ISTIO_GROUPS,
-  render: (p) => renderGroups(ISTIO_GROUPS, 'unknown', p),
 };
 
 export function schemaByName(name: SchemaName): MetricSchema {

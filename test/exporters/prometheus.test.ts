@@ -132,7 +132,6 @@ const TINY: MetricSchema = {
     { name: 'tiny_seconds', help: 'Tiny histogram', unit: 's', type: 'histogram', labels: ['a', 'b'], buckets: [0.5, 1] },
   ],
   groups: [],
-  render: () => [],
 };
 (TINY as { groups: MetricSchema['groups'] }).groups = [
   {
