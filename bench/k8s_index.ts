@@ -11,7 +11,7 @@
  * - heap and RSS held by the index.
  * Every rate is the median of REPS runs (min-max alongside).
  * Run: node --expose-gc --import tsx bench/k8s_index.ts
- *  or: npx tsc -p tsconfig.json && node --expose-gc dist/bench/k8s_index.js
+ *  or: npm run build:bench && node --expose-gc dist-bench/bench/k8s_index.js
  */
 import type { V1Pod, V1Service } from '@kubernetes/client-node';
 import { RawAttr, type FlowPoint, type MetricsBatch } from '../src/model/metrics.js';
