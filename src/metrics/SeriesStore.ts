@@ -333,7 +333,7 @@ export class SeriesStore<W = unknown> {
         const fam = g.families[bi]!;
         let o = block < 0 ? -1 : block + fam.base;
         if (o < 0 || st[o + F_EXISTS] === 0) {
-          const ls = this.labelSetOf(g, c[2 * ng + gi] as LabelSet<W> | undefined, attrs);
+          const ls = this.labelSetOf(g, c[2 * ng + gi] as LabelSet<W> | undefined, point);
           c[2 * ng + gi] = ls;
           o = ls.offset >= 0 && st[ls.offset + fam.base + F_EXISTS] !== 0 ? ls.offset + fam.base : this.newSeries(fam, ls, nowMs);
           st = g.slab; // may have grown
@@ -369,10 +369,10 @@ export class SeriesStore<W = unknown> {
    * resolved to before, since removed) or to `attrs`' values; else a new,
    * unregistered one (registered when it gets its first series).
    */
-  private labelSetOf(g: GroupState<W>, cached: LabelSet<W> | undefined, attrs: Record<string, string>): LabelSet<W> {
+  private labelSetOf(g: GroupState<W>, cached: LabelSet<W> | undefined, point: FlowPoint): LabelSet<W> {
     if (cached !== undefined) return g.byKey.get(cached.key) ?? cached;
     const names = g.group.labels;
-    const values = labelValues(attrs, names, this.schema.unknown);
+    const values = labelValues(point, names, this.schema.unknown);
     const key = valuesKey(values);
     return g.byKey.get(key) ?? new LabelSet<W>(names, values, key);
   }

@@ -4,7 +4,7 @@ import type { Attributes } from '@opentelemetry/api';
 import { hrTimeToMilliseconds } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { AggregationTemporality, DataPointType, type CollectionResult, type MetricData } from '@opentelemetry/sdk-metrics';
-import { kmeshSchema } from '../../src/metrics/schema.js';
+import { kmeshSchema } from '../../src/metrics/schemas/kmesh.js';
 import { bucketIndex, SeriesStore, valuesKey } from '../../src/metrics/SeriesStore.js';
 import { toCollectionResult } from '../../src/exporters/common/sdkMetrics.js';
 import type { FlowPoint } from '../../src/model/metrics.js';

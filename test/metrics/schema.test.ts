@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { FlowPoint } from '../../src/model/metrics.js';
-import { istioSchema, KMESH_SERVICE_LABELS, KMESH_WORKLOAD_LABELS, kmeshSchema, type MetricSchema } from '../../src/metrics/schema.js';
+import type { MetricSchema } from '../../src/metrics/schema.js';
+import { istioSchema } from '../../src/metrics/schemas/istio.js';
+import { KMESH_SERVICE_LABELS, KMESH_WORKLOAD_LABELS, kmeshSchema } from '../../src/metrics/schemas/kmesh.js';
+import { SCHEMA_NAMES, schemaByName } from '../../src/metrics/schemas/registry.js';
 import { SeriesStore } from '../../src/metrics/SeriesStore.js';
-import { flowPoint, SLEEP_TO_HTTPBIN } from '../helpers/flowPoints.js';
+import { flowPoint, rawPoint, SLEEP_TO_HTTPBIN } from '../helpers/flowPoints.js';
 
 interface Rendered {
   labels: Record<string, string>;
@@ -77,7 +80,7 @@ describe('kmesh schema', () => {
   });
 
   it('renders unknown as "-", derives reporter from direction, never renders raw keys', () => {
-    const p = flowPoint({ direction: 'OUTBOUND', 'source.address': '10.0.0.1', 'destination.port': '80' }, { opened: 1 });
+    const p = rawPoint({ direction: 'OUTBOUND', 'source.address': '10.0.0.1', 'destination.port': '80' }, { opened: 1 });
     const m = byName(kmeshSchema, p);
     const l = m.get('kmesh_tcp_workload_connections_opened_total')!.labels;
     assert.equal(l['reporter'], 'source');
@@ -107,10 +110,29 @@ describe('istio schema', () => {
     assert.equal(dst.get('istio_tcp_received_bytes_total')!.value, 231);
     assert.equal(dst.get('istio_tcp_sent_bytes_total')!.labels['destination_principal'], 'unknown');
     // Client socket (reporter=source): its sent bytes are the request (received).
-    const src = byName(istioSchema, flowPoint({ direction: 'OUTBOUND' }, { sentBytes: 231, receivedBytes: 5 }));
+    const src = byName(istioSchema, rawPoint({ direction: 'OUTBOUND' }, { sentBytes: 231, receivedBytes: 5 }));
     assert.equal(src.get('istio_tcp_sent_bytes_total')!.value, 5);
     assert.equal(src.get('istio_tcp_received_bytes_total')!.value, 231);
     assert.equal(src.get('istio_tcp_sent_bytes_total')!.labels['reporter'], 'source');
     assert.equal(src.get('istio_tcp_sent_bytes_total')!.labels['source_workload'], 'unknown');
+  });
+});
+
+describe('schema registry', () => {
+  it('names every registered schema, kmesh first (the default), each under its own name', () => {
+    assert.deepEqual(SCHEMA_NAMES, ['kmesh', 'istio']);
+    for (const n of SCHEMA_NAMES) assert.equal(schemaByName(n).name, n);
+    assert.equal(schemaByName('kmesh'), kmeshSchema);
+    assert.equal(schemaByName('istio'), istioSchema);
+  });
+});
+
+describe('label values without a processor', () => {
+  it('derive reporter from the point flow, as the processor does', () => {
+    const inbound = byName(kmeshSchema, rawPoint({ direction: 'INBOUND', 'source.address': '10.0.0.1', 'destination.address': '10.0.0.2', 'destination.port': '80' }, { opened: 1 }));
+    assert.equal(inbound.get('kmesh_tcp_workload_connections_opened_total')!.labels['reporter'], 'destination');
+    assert.equal(inbound.get('kmesh_tcp_workload_connections_opened_total')!.labels['request_protocol'], 'tcp');
+    const noFlow = byName(kmeshSchema, flowPoint({}, { opened: 1 }));
+    assert.equal(noFlow.get('kmesh_tcp_workload_connections_opened_total')!.labels['reporter'], '-', 'unknown without a flow or a reporter attribute');
   });
 });
