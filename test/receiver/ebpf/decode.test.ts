@@ -231,23 +231,4 @@ describe('a batch through RecordProcessor.process (the production decode loop)',
   });
 });
 
-describe('MonotonicClock', () => {
-  it('converts the monotonic clock to wall time within a millisecond of Date.now()', () => {
-    const c = new MonotonicClock();
-    for (let i = 0; i < 5; i++) {
-      const before = BigInt(Date.now()) * 1_000_000n;
-      const now = c.toUnixNano(process.hrtime.bigint());
-      const after = BigInt(Date.now() + 1) * 1_000_000n;
-      assert.ok(now >= before - 200_000n && now <= after + 200_000n, `${now} within [${before}, ${after}]`);
-    }
-    assert.ok(c.uncertaintyNs < 1_000_000, `sub-ms bracket (${c.uncertaintyNs} ns)`);
-  });
 
-  it('agrees with performance.timeOrigin + performance.now() to sub-ms', () => {
-    const c = new MonotonicClock();
-    const viaPerf = (performance.timeOrigin + performance.now()) * 1e6;
-    const viaClock = Number(c.nowUnixNano());
-    // timeOrigin is sampled once at start-up, so allow for a little NTP slew since then.
-    assert.ok(Math.abs(viaPerf - viaClock) < 2e6, `difference ${Math.abs(viaPerf - viaClock)} ns`);
-  });
-});
