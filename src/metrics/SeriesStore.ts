@@ -191,12 +191,17 @@ export interface StoreSnapshot<W = unknown> {
  * costs reading its label values, joining them into the set's key and one
  * Map lookup per group. Attributes objects are treated as immutable once
  * consumed, as everywhere in the pipeline (processors build new objects;
- * nothing edits a point's attributes after handing the point on).
+ * nothing edits a point's attributes after handing the point on). A
+ * point's label values are a function of its attributes object: the one
+ * value not read from it, `reporter` without a processor, comes from the
+ * point's flow key, whose attributes object the receiver's points carry
+ * (one object per interned key, so the same object means the same flow).
  *
  * Memory: no object per series. One {@link LabelSet} per distinct label
  * value list of a group: the values (strings shared with the attributes
- * they came from), their joined key, the owner's wire form, and a block of numbers in the group's slab holding all the group's series with
- * those labels. The slab grows by doubling and does not shrink; freed blocks
+ * they came from), their joined key, the owner's wire form, and a block of
+ * numbers in the group's slab holding all the group's series with those
+ * labels. The slab grows by doubling and does not shrink; freed blocks
  * are reused.
  *
  * Bounds:
