@@ -1,0 +1,108 @@
+/**
+ * Merges alternating benchmark runs of two checkouts (a change and the commit
+ * before it) into one side-by-side table in BENCHMARKS.md, and adopts the
+ * candidate's last results as this checkout's module figures.
+ *
+ * The runs themselves are ordinary `npm run bench -- <modules>` in each
+ * checkout, alternating base / candidate / ... under the shared heavy lock,
+ * each copying its bench/results.json away after it ran, e.g.:
+ *
+ *   for side in base new new base; do
+ *     (cd /work/$side && flock /tmp/kmesh-heavy.lock npm run bench -- receiver metrics k8s
+ *      && cp bench/results.json /tmp/bench/$side.$((i++)).json); done
+ *
+ * Then, in the candidate checkout:
+ *
+ *   node --import tsx bench/sideBySide.ts --title '...' --command '...' \
+ *     --base-label 'main 5d570f2' --candidate-label 'arch16 61bf51b' \
+ *     --base /tmp/bench/base.0.json,... --candidate /tmp/bench/new.1.json,...
+ *
+ * Figures are matched by id; runs are pooled over the rounds of each side;
+ * the ratio is candidate median / base median.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { MODULES } from './lib/modules.js';
+import { readResults, renderMarkdown, writeResults, type Results, type SideBySideRow } from './lib/report.js';
+import { median } from './lib/types.js';
+
+const { values } = parseArgs({
+  options: {
+    title: { type: 'string' },
+    command: { type: 'string' },
+    'base-label': { type: 'string' },
+    'candidate-label': { type: 'string' },
+    base: { type: 'string' },
+    candidate: { type: 'string' },
+    notes: { type: 'string' },
+  },
+});
+for (const k of ['title', 'command', 'base-label', 'candidate-label', 'base', 'candidate'] as const) {
+  if (values[k] === undefined) throw new Error(`--${k} is required`);
+}
+const baseFiles = values.base!.split(',');
+const candidateFiles = values.candidate!.split(',');
+const bases = baseFiles.map(readResults);
+const candidates = candidateFiles.map(readResults);
+
+/** Every figure of every module of `rs`, runs pooled by figure id, in first-seen order. */
+function pooled(rs: Results[]): Map<string, { title: string; unit: string; runs: number[]; module: string }> {
+  const out = new Map<string, { title: string; unit: string; runs: number[]; module: string }>();
+  for (const r of rs) {
+    for (const [module, m] of Object.entries(r.modules)) {
+      for (const f of m.figures) {
+        const e = out.get(f.id) ?? { title: f.title, unit: f.unit, runs: [], module };
+        e.runs.push(...f.runs);
+        out.set(f.id, e);
+      }
+    }
+  }
+  return out;
+}
+
+// Only the modules every file ran in this comparison (a results.json also keeps older modules' figures).
+const ranAfter = (r: Results, m: string): boolean => r.modules[m] !== undefined;
+const lastCandidate = candidates[candidates.length - 1]!;
+const compared = Object.keys(lastCandidate.modules).filter((m) => [...bases, ...candidates].every((r) => ranAfter(r, m)));
+const onlyCompared = (r: Results): Results => ({ ...r, modules: Object.fromEntries(compared.map((m) => [m, r.modules[m]!])) });
+const b = pooled(bases.map(onlyCompared));
+const c = pooled(candidates.map(onlyCompared));
+const rows: SideBySideRow[] = [];
+for (const [id, cand] of c) {
+  const base = b.get(id);
+  if (base === undefined || base.runs.length === 0 || cand.runs.length === 0) continue;
+  const bm = median(base.runs);
+  const cm = median(cand.runs);
+  rows.push({ id, title: cand.title, unit: cand.unit, baseRuns: base.runs, candidateRuns: cand.runs, baseMedian: bm, candidateMedian: cm, ratio: cm / bm });
+}
+
+const repoRoot = join(import.meta.dirname, '..');
+const resultsPath = join(repoRoot, 'bench', 'results.json');
+const results = readResults(resultsPath);
+// The candidate's figures are this checkout's figures now (its last run of each compared module).
+for (const m of compared) {
+  for (let i = candidates.length - 1; i >= 0; i--) {
+    const mr = candidates[i]!.modules[m];
+    if (mr !== undefined && new Date(mr.ranAt) >= new Date(results.modules[m]?.ranAt ?? 0)) {
+      results.modules[m] = mr;
+      break;
+    }
+  }
+}
+const entry = {
+  title: values.title!,
+  command: values.command!,
+  ranAt: new Date().toISOString(),
+  machine: lastCandidate.modules[compared[0]!]!.machine,
+  base: values['base-label']!,
+  candidate: values['candidate-label']!,
+  rounds: Math.min(bases.length, candidates.length),
+  rows,
+  ...(values.notes !== undefined ? { notes: values.notes } : {}),
+};
+results.sideBySide = [...(results.sideBySide ?? []).filter((s) => s.title !== entry.title), entry];
+results.updated = new Date().toISOString();
+writeResults(resultsPath, results);
+writeFileSync(join(repoRoot, 'BENCHMARKS.md'), renderMarkdown(results, MODULES));
+process.stdout.write(`${rows.length} figures side by side over ${compared.join(', ')}\n`);
