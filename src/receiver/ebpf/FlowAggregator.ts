@@ -29,8 +29,8 @@ const FAILURE_INDEX: Record<FailureReason, number> = {
   other: 6,
 };
 
-/** Default bound on interned flow keys (~0.3 KB each with its attributes). */
-export const DEFAULT_MAX_FLOW_KEYS = 65_536;
+/** Default bound on interned flow keys (~0.35 KB each with its attributes: ~6 MB when full), the label cache's size too. */
+export const DEFAULT_MAX_FLOW_KEYS = 16_384;
 
 /** An interned key and its point in the current flush. */
 interface FlowSlot {
