@@ -1,6 +1,7 @@
 import type { Counter } from '@opentelemetry/api';
 import type { LogsBatch } from '../model/logs.js';
 import type { MetricsBatch } from '../model/metrics.js';
+import type { TracesBatch } from '../model/traces.js';
 import type {
   Component,
   CreateSettings,
@@ -9,6 +10,8 @@ import type {
   LogsProcessor,
   MetricsConsumer,
   MetricsProcessor,
+  TracesConsumer,
+  TracesProcessor,
 } from './component.js';
 
 /**
@@ -17,6 +20,7 @@ import type {
  */
 export type ProcessMetricsFunc = (batch: MetricsBatch) => MetricsBatch | undefined;
 export type ProcessLogsFunc = (batch: LogsBatch) => LogsBatch | undefined;
+export type ProcessTracesFunc = (batch: TracesBatch) => TracesBatch | undefined;
 
 interface ProcessorCounters {
   accepted: Counter;
@@ -24,7 +28,7 @@ interface ProcessorCounters {
   dropped: Counter;
 }
 
-function counters(settings: CreateSettings, unit: 'points' | 'log_records'): ProcessorCounters {
+function counters(settings: CreateSettings, unit: 'points' | 'log_records' | 'spans'): ProcessorCounters {
   const t = settings.telemetry;
   return {
     accepted: t.counter(`processor_accepted_${unit}`, `Items the processor accepted (${unit})`),
@@ -105,6 +109,38 @@ export function newLogsProcessor(
       const kept = out?.entries.length ?? 0;
       if (kept < n) c.dropped.add(n - kept, attrs);
       if (out !== undefined && kept > 0) next.consumeLogs(out);
+    },
+  };
+}
+
+/** The traces counterpart of {@link newMetricsProcessor}. */
+export function newTracesProcessor(
+  settings: CreateSettings,
+  next: TracesConsumer,
+  body: ProcessTracesFunc,
+  lifecycle?: Component,
+  options: ProcessorOptions = {},
+): TracesProcessor {
+  const c = counters(settings, 'spans');
+  const attrs = { processor: settings.id.toString() };
+  return {
+    mutatesData: options.mutatesData === true,
+    start: (host: Host) => lifecycle?.start(host) ?? Promise.resolve(),
+    shutdown: () => lifecycle?.shutdown() ?? Promise.resolve(),
+    consumeTraces(batch: TracesBatch): void {
+      const n = batch.spans.length;
+      let out: TracesBatch | undefined;
+      try {
+        out = body(batch);
+      } catch (err) {
+        c.refused.add(n, attrs);
+        settings.logger.error({ err }, 'processor failed on a batch; batch refused');
+        return;
+      }
+      c.accepted.add(n, attrs);
+      const kept = out?.spans.length ?? 0;
+      if (kept < n) c.dropped.add(n - kept, attrs);
+      if (out !== undefined && kept > 0) next.consumeTraces(out);
     },
   };
 }
