@@ -78,7 +78,7 @@ describe('config loading', () => {
     );
   });
 
-  it('accepts a traces pipeline in the schema but says no component supports it yet', () => {
+  it('rejects a traces pipeline whose components do not support traces', () => {
     const r = loadConfigText(
       'receivers: {fake: }\nexporters: {collect: }\nservice: {pipelines: {traces: {receivers: [fake], exporters: [collect]}}}',
       factories,
