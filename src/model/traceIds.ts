@@ -8,9 +8,9 @@
  * Derivation (version 1; changing it splits traces between agents of two
  * versions, so it is API):
  *   trace id  = first 16 bytes of H("kmesh-otel trace v1" || ISN_c || ISN_s)
- *   client span id = first 8 bytes of H("kmesh-otel client span v1" || trace id)
- *   server span id = first 8 bytes of H("kmesh-otel server span v1" || trace id),
- *                    its parent the client span id
+ *   S = H("kmesh-otel span ids v1" || trace id)
+ *   client span id = bytes 0..7 of S
+ *   server span id = bytes 8..15 of S, its parent the client span id
  *   failed connect (no server ISN): trace id = first 16 bytes of
  *     H("kmesh-otel failed connect v1" || ISN_c || "src|sport|dst|dport"),
  *     the tuple as the client saw it, in the text form of ConnectionEvent
@@ -21,9 +21,11 @@
  * being recoverable from the ids by a 2^64 search and keeps ids of different
  * clusters apart; every agent that must join traces needs the same key.
  * An id that would be all zeros (invalid in W3C Trace Context) gets its last
- * byte set to 1.
+ * byte set to 1. One digest gives both span ids, and each digest is one
+ * call over one buffer (crypto.hash): a span costs two SHA-256 runs, which
+ * is most of what building it costs (bench/traces.ts, `traces.build`).
  */
-import { createHash, createHmac } from 'node:crypto';
+import { createHmac, hash } from 'node:crypto';
 import type { ConnectionEvent } from './connection.js';
 
 /** The ids of one span: lowercase hex, 32 (trace) and 16 (span) characters. */
@@ -36,8 +38,7 @@ export interface ConnectionSpanContext {
 
 const TRACE_LABEL = Buffer.from('kmesh-otel trace v1');
 const FAILED_LABEL = Buffer.from('kmesh-otel failed connect v1');
-const CLIENT_SPAN_LABEL = Buffer.from('kmesh-otel client span v1');
-const SERVER_SPAN_LABEL = Buffer.from('kmesh-otel server span v1');
+const SPAN_LABEL = Buffer.from('kmesh-otel span ids v1');
 
 /** Derives the ids; one per agent (the key is fixed for its life). */
 export class ConnectionTraceIds {
@@ -48,18 +49,20 @@ export class ConnectionTraceIds {
     this.key = key === undefined || key.length === 0 ? undefined : Buffer.from(key);
   }
 
-  private hash(...parts: Buffer[]): Buffer {
-    const h = this.key === undefined ? createHash('sha256') : createHmac('sha256', this.key);
-    for (const p of parts) h.update(p);
-    return h.digest();
+  /** SHA-256 (or HMAC-SHA-256 under the key) of `data`. */
+  private digest(data: Buffer): Buffer {
+    if (this.key === undefined) return hash('sha256', data, 'buffer');
+    return createHmac('sha256', this.key).update(data).digest();
   }
 
   /** Trace id (16 bytes) of an established connection, from (ISN_c, ISN_s). */
   traceIdOfPair(isnClient: number, isnServer: number): Buffer {
-    const isns = Buffer.allocUnsafe(8);
-    isns.writeUInt32BE(isnClient >>> 0, 0);
-    isns.writeUInt32BE(isnServer >>> 0, 4);
-    return nonZero(this.hash(TRACE_LABEL, isns).subarray(0, 16));
+    const n = TRACE_LABEL.length;
+    const data = Buffer.allocUnsafe(n + 8);
+    TRACE_LABEL.copy(data, 0);
+    data.writeUInt32BE(isnClient >>> 0, n);
+    data.writeUInt32BE(isnServer >>> 0, n + 4);
+    return nonZero(this.digest(data).subarray(0, 16));
   }
 
   /** Trace id (16 bytes) of a failed connect, from ISN_c and the client's tuple. */
@@ -67,17 +70,13 @@ export class ConnectionTraceIds {
     const isn = Buffer.allocUnsafe(4);
     isn.writeUInt32BE(isnClient >>> 0, 0);
     const text = Buffer.from(`${tuple.srcAddr}|${tuple.srcPort}|${tuple.dstAddr}|${tuple.dstPort}`);
-    return nonZero(this.hash(FAILED_LABEL, isn, text).subarray(0, 16));
+    return nonZero(this.digest(Buffer.concat([FAILED_LABEL, isn, text])).subarray(0, 16));
   }
 
-  /** The client span's id (8 bytes) in trace `traceId`. */
-  clientSpanId(traceId: Buffer): Buffer {
-    return nonZero(this.hash(CLIENT_SPAN_LABEL, traceId).subarray(0, 8));
-  }
-
-  /** The server span's id (8 bytes) in trace `traceId`. */
-  serverSpanId(traceId: Buffer): Buffer {
-    return nonZero(this.hash(SERVER_SPAN_LABEL, traceId).subarray(0, 8));
+  /** The client's and the server's span ids (8 bytes each) in trace `traceId`. */
+  spanIds(traceId: Buffer): { client: Buffer; server: Buffer } {
+    const d = this.digest(Buffer.concat([SPAN_LABEL, traceId]));
+    return { client: nonZero(d.subarray(0, 8)), server: nonZero(d.subarray(8, 16)) };
   }
 
   /**
@@ -91,9 +90,9 @@ export class ConnectionTraceIds {
     if (e.isnClient !== undefined && e.isnServer !== undefined) traceId = this.traceIdOfPair(e.isnClient, e.isnServer);
     else if (e.kind === 'fail' && e.isnClient !== undefined) traceId = this.traceIdOfFailedConnect(e.isnClient, e);
     else return undefined;
-    const client = this.clientSpanId(traceId);
+    const { client, server } = this.spanIds(traceId);
     if (e.direction === 'OUTBOUND') return { traceId: traceId.toString('hex'), spanId: client.toString('hex'), parentSpanId: undefined };
-    return { traceId: traceId.toString('hex'), spanId: this.serverSpanId(traceId).toString('hex'), parentSpanId: client.toString('hex') };
+    return { traceId: traceId.toString('hex'), spanId: server.toString('hex'), parentSpanId: client.toString('hex') };
   }
 }
 

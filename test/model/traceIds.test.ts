@@ -15,7 +15,8 @@ function expectedTraceId(isnC: number, isnS: number, key?: string): string {
   return h.update('kmesh-otel trace v1').update(b).digest().subarray(0, 16).toString('hex');
 }
 function expectedSpanId(label: 'client' | 'server', traceIdHex: string): string {
-  return createHash('sha256').update(`kmesh-otel ${label} span v1`).update(Buffer.from(traceIdHex, 'hex')).digest().subarray(0, 8).toString('hex');
+  const d = createHash('sha256').update('kmesh-otel span ids v1').update(Buffer.from(traceIdHex, 'hex')).digest();
+  return (label === 'client' ? d.subarray(0, 8) : d.subarray(8, 16)).toString('hex');
 }
 
 const ids = new ConnectionTraceIds();
