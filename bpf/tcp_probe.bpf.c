@@ -94,6 +94,9 @@ struct conn_state {
 	__u64 closing;
 	/* RTT_CB source: time of this socket's last report. */
 	__u64 last_report_ns;
+	/* The connection's initial sequence numbers; see remember_isns(). */
+	__u32 isn_client;
+	__u32 isn_server;
 	__u8 src_addr[16];
 	__u8 dst_addr[16];
 	__u16 src_port;
@@ -101,6 +104,7 @@ struct conn_state {
 	__u16 family;
 	__u8 direction;
 	__u8 established;
+	__u8 isn_known;        /* enum record_isn_known bits */
 };
 
 KMESH_CONN_STATE_MAP(struct conn_state);
@@ -184,6 +188,52 @@ static __always_inline void fill_from_state(const struct conn_state *st, struct 
 	/* Sampled at establishment; see record.h. */
 	rec->acked_base = (__u32)st->acked_base;
 	rec->received_base = (__u32)st->received_base;
+	rec->isn_client = st->isn_client;
+	rec->isn_server = st->isn_server;
+	rec->isn_known = st->isn_known;
+}
+
+/*
+ * The connection's two initial sequence numbers, at *_ESTABLISHED_CB: a
+ * random secret both ends share (RFC 9293 section 3.4.1, RFC 6528) that NAT
+ * does not rewrite, so user space can join the two ends of a connection -
+ * on one node or on two - into one trace without any header.
+ *
+ * The local ISN is snd_una minus what bytes_acked counted of the handshake,
+ * the remote one rcv_nxt minus the peer's SYN and what bytes_received counted
+ * of it. Subtracting the RFC 4898 counters instead of a fixed 1 keeps TCP Fast
+ * Open right: the SYN's data has moved snd_una (client) and rcv_nxt (server
+ * child) past the SYN already, and the counters hold exactly that advance.
+ *   - Client (ACTIVE_ESTABLISHED_CB, after tcp_ack() of the SYN-ACK): snd_una
+ *     started at the ISN (tcp_connect_init) and bytes_acked counts the SYN
+ *     and any SYN data, so ISN_c = snd_una - bytes_acked. rcv_nxt =
+ *     ISN_s + 1 (tcp_rcv_synsent_state_process), bytes_received = 0.
+ *   - Server (PASSIVE_ESTABLISHED_CB, still in SYN_RECV, before the third
+ *     ACK's data is queued; for TFO from tcp_fastopen_create_child() before
+ *     the SYN's data is added): the child starts with snd_una = ISN_s + 1
+ *     and rcv_nxt = ISN_c + 1 (tcp_create_openreq_child) and the SYN-ACK's
+ *     ACK advances neither counter, so ISN_s = snd_una - 1 - bytes_acked.
+ * The same holds for a child made from a SYN cookie (cookie_v4_check ->
+ * tcp_create_openreq_child). test/kernel/isn.test.ts checks both ends
+ * against each other for these paths and through DNAT.
+ *
+ * A middlebox that rewrites sequence numbers (SYNPROXY, a sequence-
+ * randomising firewall) makes the server's ISN differ between the ends;
+ * nothing at a socket can see that.
+ */
+static __always_inline void remember_isns(struct conn_state *st, struct tcp_sock *tp, __u8 direction)
+{
+	__u32 local = tp->snd_una - (__u32)tp->bytes_acked;
+	__u32 remote = tp->rcv_nxt - 1 - (__u32)tp->bytes_received;
+
+	if (direction == DIRECTION_OUTBOUND) {
+		st->isn_client = local;
+		st->isn_server = remote;
+	} else {
+		st->isn_client = remote;
+		st->isn_server = local - 1;
+	}
+	st->isn_known = ISN_CLIENT_KNOWN | ISN_SERVER_KNOWN;
 }
 
 /*
@@ -327,6 +377,7 @@ static __always_inline void on_established(struct bpf_sock_ops *ctx, struct bpf_
 	st->start_ns = bpf_ktime_get_ns();
 	st->acked_base = tp->bytes_acked;
 	st->received_base = tp->bytes_received;
+	remember_isns(st, tp, direction);
 	st->established = 1;
 	st->last_report_ns = st->start_ns;
 	/* RTT_CB only when that source is in use: it runs on most ACKs. */
@@ -415,6 +466,15 @@ int kmesh_sockops(struct bpf_sock_ops *ctx)
 		st->netns_cookie = bpf_get_netns_cookie(ctx);
 		st->connect_ns = bpf_ktime_get_ns();
 		remember_tuple(st, (struct sock *)tp, DIRECTION_OUTBOUND);
+		/*
+		 * The client's ISN, for a connect that fails (the pair replaces
+		 * it at establishment): tcp_v4_connect / tcp_v6_connect set
+		 * write_seq to it (secure_tcp_seq) before tcp_connect() runs this
+		 * callback, ahead of tcp_connect_init() and of the SYN taking
+		 * write_seq++.
+		 */
+		st->isn_client = tp->write_seq;
+		st->isn_known = ISN_CLIENT_KNOWN;
 		want_cbs(ctx, BPF_SOCK_OPS_STATE_CB_FLAG);
 		break;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:

@@ -19,6 +19,12 @@ enum record_kind {
 	RECORD_REPORT = 4, /* periodic running totals (an iterator walk, sock_diag or RTT_CB) */
 };
 
+/* Bits of conn_record.isn_known: which initial sequence numbers the record carries. */
+enum record_isn_known {
+	ISN_CLIENT_KNOWN = 1, /* isn_client is valid (every established socket, and a failed connect) */
+	ISN_SERVER_KNOWN = 2, /* isn_server is valid (established sockets only) */
+};
+
 enum record_direction {
 	DIRECTION_OUTBOUND = 1, /* this socket connected (client side) */
 	DIRECTION_INBOUND = 2,  /* this socket was accepted (server side) */
@@ -51,6 +57,17 @@ struct conn_record {
 	 */
 	__u32 acked_base;
 	__u32 received_base;
+	/*
+	 * The connection's two initial sequence numbers (RFC 9293 section 3.4.1),
+	 * the same on both ends and untouched by NAT: the client's (ISS of the
+	 * active opener) and the server's. Sampled at establishment (at connect
+	 * for the client's alone) and kept in the per-socket state, so every
+	 * record of the socket carries them. User space derives the trace id of
+	 * the connection from the pair. `isn_known` says which are valid: a
+	 * sequence number of 0 is a legal value.
+	 */
+	__u32 isn_client;
+	__u32 isn_server;
 	__u16 src_port;        /* host byte order */
 	__u16 dst_port;        /* host byte order */
 	__u16 orig_dst_port;   /* host byte order, 0 when unknown */
@@ -58,7 +75,7 @@ struct conn_record {
 	__u8 kind;             /* enum record_kind */
 	__u8 direction;        /* enum record_direction */
 	__u8 state;            /* TCP state (TCP_ESTABLISHED = 1, ... TCP_CLOSE = 7) at the event */
-	__u8 _pad[1];
+	__u8 isn_known;        /* enum record_isn_known bits */
 };
 
 #endif /* KMESH_OTEL_RECORD_H */

@@ -3,12 +3,13 @@ import type { Logger } from 'pino';
 import type { z } from 'zod';
 import type { LogsBatch } from '../model/logs.js';
 import type { MetricsBatch } from '../model/metrics.js';
+import type { TracesBatch } from '../model/traces.js';
 import type { SelfTelemetry } from '../telemetry/SelfTelemetry.js';
 
 /** The kinds of component a config can define, as in the collector. */
 export type Kind = 'receiver' | 'processor' | 'exporter' | 'extension';
 
-/** Signals a pipeline can carry. `traces` is accepted by the config schema but no factory supports it yet. */
+/** Signals a pipeline can carry. */
 export type Signal = 'metrics' | 'logs' | 'traces';
 
 /** `type` or `type/name`, e.g. `otlp/loki`. */
@@ -62,6 +63,11 @@ export interface LogsConsumer {
   consumeLogs(batch: LogsBatch): void;
 }
 
+export interface TracesConsumer {
+  readonly mutatesData?: boolean;
+  consumeTraces(batch: TracesBatch): void;
+}
+
 /** Passed to every factory `create*` call. */
 export interface CreateSettings {
   id: ComponentId;
@@ -78,6 +84,8 @@ export type MetricsProcessor = Component & MetricsConsumer;
 export type LogsProcessor = Component & LogsConsumer;
 export type MetricsExporter = Component & MetricsConsumer;
 export type LogsExporter = Component & LogsConsumer;
+export type TracesProcessor = Component & TracesConsumer;
+export type TracesExporter = Component & TracesConsumer;
 export type Extension = Component;
 
 interface FactoryBase<C> {
@@ -98,18 +106,21 @@ export interface ReceiverFactory<C = unknown> extends FactoryBase<C> {
   readonly kind: 'receiver';
   createMetrics?(settings: CreateSettings, config: C, next: MetricsConsumer): Receiver;
   createLogs?(settings: CreateSettings, config: C, next: LogsConsumer): Receiver;
+  createTraces?(settings: CreateSettings, config: C, next: TracesConsumer): Receiver;
 }
 
 export interface ProcessorFactory<C = unknown> extends FactoryBase<C> {
   readonly kind: 'processor';
   createMetrics?(settings: CreateSettings, config: C, next: MetricsConsumer): MetricsProcessor;
   createLogs?(settings: CreateSettings, config: C, next: LogsConsumer): LogsProcessor;
+  createTraces?(settings: CreateSettings, config: C, next: TracesConsumer): TracesProcessor;
 }
 
 export interface ExporterFactory<C = unknown> extends FactoryBase<C> {
   readonly kind: 'exporter';
   createMetrics?(settings: CreateSettings, config: C): MetricsExporter;
   createLogs?(settings: CreateSettings, config: C): LogsExporter;
+  createTraces?(settings: CreateSettings, config: C): TracesExporter;
 }
 
 export interface ExtensionFactory<C = unknown> extends FactoryBase<C> {

@@ -1,6 +1,7 @@
 import type { Counter } from '@opentelemetry/api';
 import type { LogsBatch } from '../model/logs.js';
 import type { MetricsBatch } from '../model/metrics.js';
+import type { TracesBatch } from '../model/traces.js';
 import type {
   Component,
   CreateSettings,
@@ -9,6 +10,8 @@ import type {
   LogsProcessor,
   MetricsConsumer,
   MetricsProcessor,
+  TracesConsumer,
+  TracesProcessor,
 } from './component.js';
 
 /**
@@ -19,10 +22,11 @@ import type {
 export type ProcessFunc<B> = (batch: B) => B | undefined;
 export type ProcessMetricsFunc = ProcessFunc<MetricsBatch>;
 export type ProcessLogsFunc = ProcessFunc<LogsBatch>;
+export type ProcessTracesFunc = ProcessFunc<TracesBatch>;
 
 /** What the helper needs to know of a signal: how its items are counted and handed on. */
 interface SignalOps<B, C> {
-  /** Unit of the self-metrics (`points`, `log_records`). */
+  /** Unit of the self-metrics (`points`, `log_records`, `spans`). */
   readonly unit: string;
   count(batch: B): number;
   consume(next: C, batch: B): void;
@@ -38,6 +42,12 @@ const LOGS: SignalOps<LogsBatch, LogsConsumer> = {
   unit: 'log_records',
   count: (b) => b.entries.length,
   consume: (next, b) => next.consumeLogs(b),
+};
+
+const TRACES: SignalOps<TracesBatch, TracesConsumer> = {
+  unit: 'spans',
+  count: (b) => b.spans.length,
+  consume: (next, b) => next.consumeTraces(b),
 };
 
 export interface ProcessorOptions {
@@ -120,4 +130,16 @@ export function newLogsProcessor(
 ): LogsProcessor {
   const p = wrap(LOGS, settings, next, body, lifecycle, options);
   return { mutatesData: p.mutatesData, start: p.start, shutdown: p.shutdown, consumeLogs: p.consume };
+}
+
+/** A traces processor from a pure body (see {@link wrap} for what is counted). */
+export function newTracesProcessor(
+  settings: CreateSettings,
+  next: TracesConsumer,
+  body: ProcessTracesFunc,
+  lifecycle?: Component,
+  options: ProcessorOptions = {},
+): TracesProcessor {
+  const p = wrap(TRACES, settings, next, body, lifecycle, options);
+  return { mutatesData: p.mutatesData, start: p.start, shutdown: p.shutdown, consumeTraces: p.consume };
 }

@@ -71,4 +71,12 @@ export interface ConnectionEvent {
   state: string;
   /** Present on `fail` events. */
   failure?: FailureReason;
+  /**
+   * The connection's initial sequence numbers (unsigned 32-bit), the same on
+   * both ends and through NAT: what the trace id is derived from. The
+   * client's is known for every connect the probe saw (failed ones too), the
+   * server's once the connection is established; undefined otherwise.
+   */
+  isnClient?: number;
+  isnServer?: number;
 }

@@ -7,13 +7,14 @@ import type {
   ExtensionFactory,
   Host,
   LogsConsumer,
+  TracesConsumer,
   MetricsConsumer,
   ProcessorFactory,
   ReceiverFactory,
 } from '../component/component.js';
 import type { SelfTelemetry } from '../telemetry/SelfTelemetry.js';
 import { componentKey, type AgentConfig, type ResolvedComponent } from './config.js';
-import { fanoutLogs, fanoutMetrics } from './fanout.js';
+import { fanoutLogs, fanoutMetrics, fanoutTraces } from './fanout.js';
 
 export type ServiceState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
 
@@ -159,7 +160,8 @@ export class Service implements Host, PipelineStatus {
     // Exporters: one instance per (id, signal), shared by every pipeline of that signal.
     const metricsExporters = new Map<string, MetricsConsumer>();
     const logsExporters = new Map<string, LogsConsumer>();
-    const pipelineEntry = new Map<string, MetricsConsumer | LogsConsumer>();
+    const tracesExporters = new Map<string, TracesConsumer>();
+    const pipelineEntry = new Map<string, MetricsConsumer | LogsConsumer | TracesConsumer>();
     for (const p of config.pipelines) {
       if (p.signal === 'metrics') {
         const exps = p.exporters.map((id) => {
@@ -201,6 +203,26 @@ export class Service implements Host, PipelineStatus {
           next = inst;
         }
         pipelineEntry.set(p.name, next);
+      } else if (p.signal === 'traces') {
+        const exps = p.exporters.map((id) => {
+          let e = tracesExporters.get(id);
+          if (e === undefined) {
+            const c = this.component('exporter', id);
+            const inst = (c.factory as ExporterFactory).createTraces!(this.settings('exporter', c), c.config);
+            addOnce(this.exporters, `exporter/${id}`, inst);
+            tracesExporters.set(id, inst);
+            e = inst;
+          }
+          return e;
+        });
+        let next: TracesConsumer = fanoutTraces(exps, onFanoutError(p.name));
+        for (const id of [...p.processors].reverse()) {
+          const c = this.component('processor', id);
+          const inst = (c.factory as ProcessorFactory).createTraces!(this.settings('processor', c), c.config, next);
+          addOnce(this.processors, `processor/${id}`, inst);
+          next = inst;
+        }
+        pipelineEntry.set(p.name, next);
       }
     }
 
@@ -225,6 +247,14 @@ export class Service implements Host, PipelineStatus {
           onFanoutError(`receiver/${id}`),
         );
         addOnce(this.receivers, `receiver/${id}`, f.createLogs!(settings, c.config, next));
+      }
+      const tracesPipes = config.pipelines.filter((p) => p.signal === 'traces' && p.receivers.includes(id));
+      if (tracesPipes.length > 0) {
+        const next = fanoutTraces(
+          tracesPipes.map((p) => pipelineEntry.get(p.name) as TracesConsumer),
+          onFanoutError(`receiver/${id}`),
+        );
+        addOnce(this.receivers, `receiver/${id}`, f.createTraces!(settings, c.config, next));
       }
     }
   }

@@ -223,7 +223,7 @@ function supports(factory: Factory, signal: Signal): boolean {
   if (factory.kind === 'extension') return false;
   if (signal === 'metrics') return factory.createMetrics !== undefined;
   if (signal === 'logs') return factory.createLogs !== undefined;
-  return false; // traces: accepted by the schema, no factory implements it yet
+  return factory.createTraces !== undefined;
 }
 
 /** A component that is defined but whose body failed validation: its references are not reported twice. */

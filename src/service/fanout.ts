@@ -1,6 +1,7 @@
-import type { LogsConsumer, MetricsConsumer } from '../component/component.js';
+import type { LogsConsumer, MetricsConsumer, TracesConsumer } from '../component/component.js';
 import type { LogsBatch } from '../model/logs.js';
 import type { MetricsBatch } from '../model/metrics.js';
+import type { TracesBatch } from '../model/traces.js';
 
 /**
  * Hands one batch to several consumers. As in the collector's fanout, only
@@ -45,4 +46,13 @@ export function fanoutLogs(consumers: LogsConsumer[], onError: (err: unknown) =>
     onError,
   );
   return { consumeLogs: send };
+}
+
+export function fanoutTraces(consumers: TracesConsumer[], onError: (err: unknown) => void): TracesConsumer {
+  if (consumers.length === 1) return consumers[0]!;
+  const send = fanout<TracesBatch>(
+    consumers.map((c) => ({ mutatesData: c.mutatesData, consume: (b) => c.consumeTraces(b) })),
+    onError,
+  );
+  return { consumeTraces: send };
 }

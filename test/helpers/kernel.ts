@@ -131,6 +131,10 @@ export interface RawRecord {
   segsIn: number;
   segsOut: number;
   skErr: number;
+  /** The connection's initial sequence numbers and which of them are known (ISN_*_KNOWN bits). */
+  isnClient: number;
+  isnServer: number;
+  isnKnown: number;
   srcPort: number;
   dstPort: number;
   origDstPort: number;
@@ -181,6 +185,9 @@ export function readRecords(buf: Buffer): RawRecord[] {
       segsIn: buf.readUInt32LE(o + L.segs_in.offset),
       segsOut: buf.readUInt32LE(o + L.segs_out.offset),
       skErr: buf.readUInt32LE(o + L.sk_err.offset),
+      isnClient: buf.readUInt32LE(o + L.isn_client.offset),
+      isnServer: buf.readUInt32LE(o + L.isn_server.offset),
+      isnKnown: buf.readUInt8(o + L.isn_known.offset),
       srcPort: buf.readUInt16LE(o + L.src_port.offset),
       dstPort: buf.readUInt16LE(o + L.dst_port.offset),
       origDstPort: buf.readUInt16LE(o + L.orig_dst_port.offset),

@@ -2,7 +2,7 @@
  * Real OTLP receivers for tests, decoding the real OTLP protobufs (the pinned
  * opentelemetry-proto copy in ./proto, see its README):
  * - {@link OtlpReceiver}: OTLP/gRPC, @grpc/grpc-js serving
- *   opentelemetry.proto.collector.{metrics,logs}.v1 Export;
+ *   opentelemetry.proto.collector.{metrics,logs,trace}.v1 Export;
  * - {@link OtlpHttpReceiver}: OTLP/HTTP (protobuf bodies, gzip), node:http or
  *   node:https, decoding with the same definitions.
  * Both record what they receive, can be stopped and restarted on the same
@@ -25,18 +25,24 @@ type Json = any;
 interface OtlpServices {
   metrics: grpc.ServiceDefinition;
   logs: grpc.ServiceDefinition;
+  traces: grpc.ServiceDefinition;
 }
 let loaded: OtlpServices | undefined;
 function services(): OtlpServices {
   if (loaded !== undefined) return loaded;
   const def = protoLoader.loadSync(
-    ['opentelemetry/proto/collector/metrics/v1/metrics_service.proto', 'opentelemetry/proto/collector/logs/v1/logs_service.proto'],
+    [
+      'opentelemetry/proto/collector/metrics/v1/metrics_service.proto',
+      'opentelemetry/proto/collector/logs/v1/logs_service.proto',
+      'opentelemetry/proto/collector/trace/v1/trace_service.proto',
+    ],
     { includeDirs: [PROTO_ROOT], keepCase: false, longs: String, enums: String, defaults: true, oneofs: true, bytes: String },
   );
   const pkg = grpc.loadPackageDefinition(def) as Json;
   loaded = {
     metrics: pkg.opentelemetry.proto.collector.metrics.v1.MetricsService.service,
     logs: pkg.opentelemetry.proto.collector.logs.v1.LogsService.service,
+    traces: pkg.opentelemetry.proto.collector.trace.v1.TraceService.service,
   };
   return loaded;
 }
@@ -98,11 +104,62 @@ export interface ReceivedLog {
   scope: string;
 }
 
+/** One received span, flattened; ids as lowercase hex ('' for no parent). */
+export interface ReceivedSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId: string;
+  name: string;
+  /** SPAN_KIND_CLIENT, SPAN_KIND_SERVER, ... */
+  kind: string;
+  startTimeUnixNano: string;
+  endTimeUnixNano: string;
+  /** STATUS_CODE_UNSET, STATUS_CODE_OK, STATUS_CODE_ERROR. */
+  statusCode: string;
+  statusMessage: string;
+  attributes: Record<string, unknown>;
+  resource: Record<string, unknown>;
+  scope: string;
+}
+
+/** bytes decoded by proto-loader with `bytes: String` are base64. */
+const hexOfBase64 = (b: string | undefined): string => Buffer.from(b ?? '', 'base64').toString('hex');
+
 /** What both receivers keep: decoded requests, and their flattened contents. */
 abstract class OtlpSink {
   /** Raw decoded ExportMetricsServiceRequest / ExportLogsServiceRequest messages, in arrival order. */
   readonly metricsRequests: Json[] = [];
   readonly logsRequests: Json[] = [];
+  readonly tracesRequests: Json[] = [];
+
+  /** Every received span, flattened, in arrival order. */
+  spans(): ReceivedSpan[] {
+    const out: ReceivedSpan[] = [];
+    for (const req of this.tracesRequests) {
+      for (const rs of req.resourceSpans ?? []) {
+        const resource = attrs(rs.resource?.attributes);
+        for (const ss of rs.scopeSpans ?? []) {
+          for (const sp of ss.spans ?? []) {
+            out.push({
+              traceId: hexOfBase64(sp.traceId),
+              spanId: hexOfBase64(sp.spanId),
+              parentSpanId: hexOfBase64(sp.parentSpanId),
+              name: sp.name,
+              kind: sp.kind,
+              startTimeUnixNano: sp.startTimeUnixNano,
+              endTimeUnixNano: sp.endTimeUnixNano,
+              statusCode: sp.status?.code ?? 'STATUS_CODE_UNSET',
+              statusMessage: sp.status?.message ?? '',
+              attributes: attrs(sp.attributes),
+              resource,
+              scope: ss.scope?.name ?? '',
+            });
+          }
+        }
+      }
+    }
+    return out;
+  }
 
   /** Every received data point, flattened, in arrival order. */
   points(): ReceivedPoint[] {
@@ -228,6 +285,7 @@ export class OtlpReceiver extends OtlpSink {
       };
     server.addService(s.metrics, { Export: handler(this.metricsRequests) });
     server.addService(s.logs, { Export: handler(this.logsRequests) });
+    server.addService(s.traces, { Export: handler(this.tracesRequests) });
     this.boundPort = await new Promise<number>((resolve, reject) => {
       server.bindAsync(`127.0.0.1:${port}`, this.credentials, (err, p) => (err ? reject(err) : resolve(p)));
     });
@@ -312,6 +370,7 @@ export class OtlpHttpReceiver extends OtlpSink {
     const decoders: Record<string, { decode: (b: Buffer) => Json; sink: Json[] }> = {
       [`${this.opts.pathPrefix ?? ''}/v1/metrics`]: { decode: (b) => s.metrics.Export!.requestDeserialize(b), sink: this.metricsRequests },
       [`${this.opts.pathPrefix ?? ''}/v1/logs`]: { decode: (b) => s.logs.Export!.requestDeserialize(b), sink: this.logsRequests },
+      [`${this.opts.pathPrefix ?? ''}/v1/traces`]: { decode: (b) => s.traces.Export!.requestDeserialize(b), sink: this.tracesRequests },
     };
     const handler = (req: IncomingMessage, res: ServerResponse): void => {
       const chunks: Buffer[] = [];

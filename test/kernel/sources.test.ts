@@ -14,12 +14,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
+import { RecordIsnKnown } from '../../src/receiver/ebpf/layout.js';
 import {
+  collect,
   INBOUND,
   kernelSkipReason,
   openProbe,
   OUTBOUND,
   readRecords,
+  RECORD_OPEN,
   RECORD_REPORT,
   sourceSkipReason,
   withKernelFixture,
@@ -134,6 +137,29 @@ async function walkUntil(probe: BpfProbe, port: number, done: (rs: RawRecord[]) 
   return reports;
 }
 
+/**
+ * The two OPEN records of a fresh connection on `port` (drained from the
+ * test's own probe right after connecting, before any walk: a probe nobody
+ * drains fills up with the machine's other connections).
+ */
+async function opensOf(probe: BpfProbe, port: number): Promise<RawRecord[]> {
+  const opens = await collect(probe, (r) => r.kind === RECORD_OPEN && r.dstPort === port, (got) => got.length >= 2);
+  assert.equal(opens.length, 2, `an OPEN record per socket: got ${opens.length}, lost ${probe.lostRecords()}`);
+  return opens;
+}
+
+/**
+ * Every report carries the ISN pair of its socket's OPEN record, and both
+ * sockets' OPENs the same pair: the pair lives in the per-socket state,
+ * whichever source reports.
+ */
+function assertIsnsKept(opens: RawRecord[], reports: RawRecord[]): void {
+  const pair = (r: RawRecord): string => `${r.isnKnown}:${r.isnClient}/${r.isnServer}`;
+  assert.equal(pair(opens[0]!), pair(opens[1]!), 'both sockets opened with the same ISN pair');
+  assert.equal(opens[0]!.isnKnown, RecordIsnKnown.ISN_CLIENT_KNOWN | RecordIsnKnown.ISN_SERVER_KNOWN, 'both ISNs known');
+  for (const r of reports) assert.equal(pair(r), pair(opens[0]!), `${r.direction === OUTBOUND ? 'client' : 'server'} report carries the pair`);
+}
+
 const side = (rs: RawRecord[], dir: number): RawRecord | undefined => rs.find((r) => r.direction === dir);
 const totals = (r: RawRecord | undefined): string => (r === undefined ? 'none' : `${r.sentBytes}/${r.receivedBytes}`);
 
@@ -147,6 +173,7 @@ describe('kernel: every periodic-report source reports the same totals', { skip 
       try {
         assert.equal(probe.source(), source);
         c = await connectPods(k.pods);
+        const opens = await opensOf(probe, c.port);
         await c.client.ask('write 1000', 'wrote');
         await c.server.ask('write 300', 'wrote');
         const exact = (rs: RawRecord[]): boolean =>
@@ -161,6 +188,7 @@ describe('kernel: every periodic-report source reports the same totals', { skip 
           assert.equal(r.srcPort, c.clientPort);
           assert.ok(r.startNs > 0n && r.eventNs > r.startNs, 'times of an established connection');
         }
+        assertIsnsKept(opens, reports);
         // Idle: the next walk reports the same totals again.
         const again = await walkUntil(probe, c.port, exact);
         assert.ok(exact(again), `second walk: ${totals(side(again, OUTBOUND))} ${totals(side(again, INBOUND))}`);
@@ -279,6 +307,7 @@ describe('kernel: every periodic-report source reports the same totals', { skip 
     let c: Awaited<ReturnType<typeof connectPods>> | undefined;
     try {
       c = await connectPods(k.pods);
+      const opens = await opensOf(probe, c.port);
       const got: RawRecord[] = [];
       for (let i = 0; i < 10; i++) {
         await c.client.ask('write 1000', 'wrote');
@@ -289,6 +318,7 @@ describe('kernel: every periodic-report source reports the same totals', { skip 
       got.push(...readRecords(probe.drainNow()).filter((r) => r.kind === RECORD_REPORT && r.dstPort === c!.port));
       const sender = got.filter((r) => r.direction === OUTBOUND);
       assert.ok(sender.length >= 3, `the sender reported while open: ${sender.length} reports`);
+      assertIsnsKept(opens, sender);
       assert.equal(got.filter((r) => r.direction === INBOUND).length, 0, 'the pure receiver got no RTT sample, no report');
       for (let i = 1; i < sender.length; i++) {
         assert.ok(sender[i]!.eventNs - sender[i - 1]!.eventNs >= 50_000_000n, `report ${i} at least 50 ms after the previous`);

@@ -6,6 +6,7 @@ import { formatProblems } from '../../src/config/errors.js';
 import { duration, parseDurationMs, splitHostPort } from '../../src/config/types.js';
 import { loadConfigFile, loadConfigText } from '../../src/service/config.js';
 import { expandEnv } from '../../src/service/envExpand.js';
+import { builtinFactories } from '../../src/components.js';
 import { fakeFactories } from '../helpers/fakeComponents.js';
 
 const factories = fakeFactories as unknown as Factory[];
@@ -78,7 +79,7 @@ describe('config loading', () => {
     );
   });
 
-  it('accepts a traces pipeline in the schema but says no component supports it yet', () => {
+  it('rejects a traces pipeline whose components do not support traces', () => {
     const r = loadConfigText(
       'receivers: {fake: }\nexporters: {collect: }\nservice: {pipelines: {traces: {receivers: [fake], exporters: [collect]}}}',
       factories,
@@ -87,6 +88,27 @@ describe('config loading', () => {
     assert.deepEqual(formatProblems(r.problems).split('\n'), [
       'service.pipelines.traces.receivers[0]: receiver "fake" does not support traces',
       'service.pipelines.traces.exporters[0]: exporter "collect" does not support traces',
+    ]);
+  });
+});
+
+describe('traces pipelines with the built-in components', () => {
+  it('accepts ebpf -> k8s_attributes -> otlp, otlp_http, debug; rejects components without traces', () => {
+    const ok = loadConfigText(
+      'receivers: {ebpf: {traces: {sampling_ratio: 0.5}}}\nprocessors: {k8s_attributes: }\nexporters: {otlp: {endpoint: "localhost:4317"}, otlp_http: {endpoint: "http://tempo:4318"}, debug: }\n' +
+        'service: {pipelines: {traces: {receivers: [ebpf], processors: [k8s_attributes], exporters: [otlp, otlp_http, debug]}}}',
+      builtinFactories,
+      {},
+    );
+    assert.deepEqual(ok.problems, []);
+    const bad = loadConfigText(
+      'receivers: {ebpf: }\nprocessors: {accesslog_filter: }\nexporters: {prometheus: }\nservice: {pipelines: {traces: {receivers: [ebpf], processors: [accesslog_filter], exporters: [prometheus]}}}',
+      builtinFactories,
+      {},
+    );
+    assert.deepEqual(formatProblems(bad.problems).split('\n'), [
+      'service.pipelines.traces.processors[0]: processor "accesslog_filter" does not support traces',
+      'service.pipelines.traces.exporters[0]: exporter "prometheus" does not support traces',
     ]);
   });
 });

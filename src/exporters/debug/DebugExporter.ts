@@ -16,7 +16,7 @@ import { formatMetricsDump } from './metricsDump.js';
  * string, and when more than `max_buffered_bytes` are already waiting in the
  * stream's buffer the batch is dropped and counted instead.
  */
-class BoundedWriter {
+export class BoundedWriter {
   constructor(
     private readonly out: Writable,
     private readonly maxBuffered: number,

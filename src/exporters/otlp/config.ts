@@ -171,6 +171,8 @@ export const otlpHttpConfigSchema = z.strictObject({
   metrics_endpoint: httpSignalUrl.optional(),
   /** Full URL for logs, used as is (no `/v1/logs` appended). Default: from `endpoint`. */
   logs_endpoint: httpSignalUrl.optional(),
+  /** Full URL for traces, used as is (no `/v1/traces` appended). Default: from `endpoint`. */
+  traces_endpoint: httpSignalUrl.optional(),
   /** Body encoding: `proto` only (the Collector's default; `json` is not implemented). */
   encoding: z.literal('proto', { message: 'only "proto" is supported' }).default('proto'),
   ...commonKeys,

@@ -5,6 +5,9 @@ import { OTLPMetricExporter as GrpcMetricExporter } from '@opentelemetry/exporte
 import { OTLPMetricExporter as HttpMetricExporter } from '@opentelemetry/exporter-metrics-otlp-proto';
 import type { LogRecordExporter } from '@opentelemetry/sdk-logs';
 import type { PushMetricExporter } from '@opentelemetry/sdk-metrics';
+import { OTLPTraceExporter as GrpcTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
+import { OTLPTraceExporter as HttpTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
+import type { SpanExporter } from '@opentelemetry/sdk-trace';
 import { readFileSync } from 'node:fs';
 import type { AgentOptions } from 'node:https';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
@@ -94,10 +97,11 @@ function httpOptions(config: OtlpHttpConfig, url: string, tlsMaterial: TlsMateri
 }
 
 /** The per-signal URLs of an otlp_http config. */
-export function httpUrls(config: OtlpHttpConfig): { metrics: string; logs: string } {
+export function httpUrls(config: OtlpHttpConfig): { metrics: string; logs: string; traces: string } {
   return {
     metrics: config.metrics_endpoint ?? signalUrl(config.endpoint, 'v1/metrics'),
     logs: config.logs_endpoint ?? signalUrl(config.endpoint, 'v1/logs'),
+    traces: config.traces_endpoint ?? signalUrl(config.endpoint, 'v1/traces'),
   };
 }
 
@@ -126,5 +130,11 @@ export class OtlpTransport {
     if (this.protocol === 'grpc') return new GrpcLogExporter(grpcOptions(this.config as OtlpGrpcConfig, this.tls));
     const c = this.config as OtlpHttpConfig;
     return new HttpLogExporter(httpOptions(c, httpUrls(c).logs, this.tls));
+  }
+
+  traceExporter(): SpanExporter {
+    if (this.protocol === 'grpc') return new GrpcTraceExporter(grpcOptions(this.config as OtlpGrpcConfig, this.tls));
+    const c = this.config as OtlpHttpConfig;
+    return new HttpTraceExporter(httpOptions(c, httpUrls(c).traces, this.tls));
   }
 }

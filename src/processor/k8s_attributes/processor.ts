@@ -3,6 +3,7 @@
  * processorhelper in factory.ts.
  */
 import type { LogsBatch } from '../../model/logs.js';
+import type { TracesBatch } from '../../model/traces.js';
 import { addFlowValues, attributesKey, type FlowPoint, type MetricsBatch } from '../../model/metrics.js';
 import { attributeCacheFor, type IstioAttributeCache, type LabelEntry, type LabelSet } from './attributeCache.js';
 import { logAttributes, type LabelOptions } from './istioLabels.js';
@@ -89,5 +90,15 @@ export function processLogs(batch: LogsBatch, index: MetadataIndex, opts: LabelO
       attributes: logAttributes(e.event, e.attributes, index, opts),
       observedUnixNano: e.observedUnixNano,
     })),
+  };
+}
+
+/**
+ * Adds the identities of both ends to every span, as for access logs (new
+ * spans; the input batch is not modified).
+ */
+export function processTraces(batch: TracesBatch, index: MetadataIndex, opts: LabelOptions): TracesBatch {
+  return {
+    spans: batch.spans.map((s) => ({ ...s, attributes: logAttributes(s.event, s.attributes, index, opts) })),
   };
 }

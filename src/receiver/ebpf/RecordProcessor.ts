@@ -5,6 +5,8 @@
  */
 import type { AccessLogEntry, LogsBatch } from '../../model/logs.js';
 import type { MetricsBatch } from '../../model/metrics.js';
+import type { ConnectionSpan, TracesBatch } from '../../model/traces.js';
+import { ConnectionSpanBuilder, failedConnectAgeNs, type ConnectionSpanOptions } from './ConnectionSpans.js';
 import { ConnectionTable, newConnectionDelta } from './ConnectionTable.js';
 import {
   countDecodeError,
@@ -31,6 +33,10 @@ export interface RecordProcessorOptions {
   wantLogs: boolean;
   /** Whether anyone consumes metrics; when false no points are built. */
   wantMetrics: boolean;
+  /** Whether anyone consumes traces; when false no spans are built. Default false. */
+  wantTraces?: boolean;
+  /** Span ids and sampling (used when traces are wanted). Default: keep all, unkeyed. */
+  spans?: ConnectionSpanOptions;
 }
 
 /** Records per kind in the last processed buffer, for self-metrics. */
@@ -44,6 +50,7 @@ export interface KindCounts {
 export interface ProcessResult {
   metrics: MetricsBatch | undefined;
   logs: LogsBatch | undefined;
+  traces?: TracesBatch | undefined;
 }
 
 export class RecordProcessor {
@@ -53,6 +60,9 @@ export class RecordProcessor {
   private readonly aggregator = new FlowAggregator();
   private readonly delta = newConnectionDelta();
   private entries: AccessLogEntry[] = [];
+  private spans: ConnectionSpan[] = [];
+  /** Builds (and samples) the spans of closes and failed connects. */
+  readonly spanBuilder: ConnectionSpanBuilder;
   /** Reused for every record; only records that become log entries get a ConnectionEvent of their own. */
   private readonly record = new DecodedRecord();
 
@@ -61,12 +71,14 @@ export class RecordProcessor {
     private readonly ctx: DecodeContext = newDecodeContext(),
   ) {
     this.table = new ConnectionTable({ ttlMs: options.connectionTtlMs, maxEntries: options.maxConnections });
+    this.spanBuilder = new ConnectionSpanBuilder(options.spans ?? { samplingRatio: 1, keepLongerThanMs: undefined, traceIdKey: '' });
   }
 
   /** Which consumers exist can change until start (the factory wires them one by one). */
-  setWants(metrics: boolean, logs: boolean): void {
+  setWants(metrics: boolean, logs: boolean, traces = this.options.wantTraces ?? false): void {
     this.options.wantMetrics = metrics;
     this.options.wantLogs = logs;
+    this.options.wantTraces = traces;
   }
 
   /** Decodes `buf`, updates the table and returns what to hand on (undefined when empty). */
@@ -76,7 +88,8 @@ export class RecordProcessor {
     const whole = wholeRecordsLength(buf, this.stats);
     const { ctx, record: r, table: t, delta: d, kinds, stats, aggregator } = this;
     const { wantMetrics, wantLogs, logPeriodicReports } = this.options;
-    // The one decode loop: no callback and no event object per record (only log entries get one).
+    const wantTraces = this.options.wantTraces === true;
+    // The one decode loop: no callback and no event object per record (only log entries and spans get one).
     for (let off = 0; off < whole; off += RECORD_SIZE) {
       const err = decodeInto(view, off, ctx, r);
       if (err !== undefined) {
@@ -85,6 +98,7 @@ export class RecordProcessor {
       }
       stats.decoded++;
       let log = false;
+      let final = false;
       switch (r.kind) {
         case 'open':
           kinds.open++;
@@ -99,23 +113,36 @@ export class RecordProcessor {
           kinds.close++;
           t.close(r.socketCookie, r.sentBytes, r.receivedBytes, r.retransmits, r.lostPackets, d);
           log = true;
+          final = true;
           break;
         case 'fail':
           kinds.fail++;
           t.remove(r.socketCookie);
           log = true;
+          final = true;
           break;
       }
       if (wantMetrics) aggregator.add(r, d);
       // A fresh event per entry: `r` is overwritten by the next record, entries are kept.
-      if (log && wantLogs) this.entries.push({ event: eventFromRecord(view, off, ctx, r), attributes: {}, observedUnixNano });
+      if ((log && wantLogs) || (final && wantTraces)) {
+        // The span gets its own copy when the log entry has the event: a logs processor that mutates data may change it.
+        const event = eventFromRecord(view, off, ctx, r);
+        if (log && wantLogs) this.entries.push({ event, attributes: {}, observedUnixNano });
+        if (final && wantTraces) {
+          const span = this.spanBuilder.build(log && wantLogs ? { ...event } : event, observedUnixNano, r.kind === 'fail' ? failedConnectAgeNs(view, off) : 0);
+          if (span !== undefined) this.spans.push(span);
+        }
+      }
     }
     const points = aggregator.flush();
     const entries = this.entries;
     if (entries.length > 0) this.entries = [];
+    const spans = this.spans;
+    if (spans.length > 0) this.spans = [];
     return {
       metrics: points.length > 0 ? { points } : undefined,
       logs: entries.length > 0 ? { entries } : undefined,
+      traces: spans.length > 0 ? { spans } : undefined,
     };
   }
 

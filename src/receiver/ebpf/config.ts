@@ -22,6 +22,36 @@ export const PERIODIC_SOURCE_SETTINGS = ['auto', 'sk_storage_iter', 'tcp_iter', 
 
 const DEFAULT_REPORT_INTERVAL_MS = 5_000;
 
+/**
+ * `traces`: the connection spans of a `traces` pipeline (one per socket at
+ * its close or failed connect; see src/model/traces.ts). Only read when a
+ * traces pipeline uses this receiver.
+ */
+const tracesSchema = z
+  .strictObject({
+    /**
+     * Fraction of established connections whose spans are kept, 0..1,
+     * decided from the trace id so that both ends (and both agents) keep or
+     * drop the same connection. Failed connects are always kept. Default: 1.
+     */
+    sampling_ratio: z.number().min(0).max(1).default(1),
+    /**
+     * Also keep every connection that lived at least this long, whatever
+     * the ratio (each end decides on its own duration, so a connection
+     * within a few RTTs of the threshold may keep one end only). Default:
+     * unset (no such rule).
+     */
+    keep_longer_than: duration.optional(),
+    /**
+     * HMAC key for the trace-id derivation. Every agent whose spans must join
+     * (the nodes of a cluster) needs the same key; with a key, trace ids do
+     * not reveal the connections' initial sequence numbers. Default: empty
+     * (unkeyed SHA-256). Use `${env:NAME}` to keep it out of the file.
+     */
+    trace_id_key: z.string().default(''),
+  })
+  .prefault({});
+
 export const ebpfReceiverConfigSchema = z
   .strictObject({
     /**
@@ -92,6 +122,7 @@ export const ebpfReceiverConfigSchema = z
      * Default: true.
      */
     log_periodic_reports: z.boolean().default(true),
+    traces: tracesSchema,
   })
   .superRefine((c, ctx) => {
     if (c.connection_ttl !== undefined && c.connection_ttl <= c.report_interval) {

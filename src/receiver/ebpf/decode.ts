@@ -18,6 +18,9 @@ import {
   OFF_DST_PORT,
   OFF_EVENT_NS,
   OFF_FAMILY,
+  OFF_ISN_CLIENT,
+  OFF_ISN_KNOWN,
+  OFF_ISN_SERVER,
   OFF_KIND,
   OFF_LOST_OUT,
   OFF_MIN_RTT_US,
@@ -37,6 +40,7 @@ import {
   OFF_STATE,
   OFF_TOTAL_RETRANS,
   RECORD_SIZE,
+  RecordIsnKnown,
   RecordKind,
   tcpStateName,
 } from './layout.js';
@@ -178,6 +182,7 @@ export function decodeInto(view: DataView, offset: number, ctx: DecodeContext, o
  * so it may be kept while `r` moves on to the next record.
  */
 export function eventFromRecord(view: DataView, offset: number, ctx: DecodeContext, r: DecodedRecord): ConnectionEvent {
+  const isnKnown = view.getUint8(offset + OFF_ISN_KNOWN);
   return {
     kind: r.kind,
     direction: r.direction,
@@ -202,6 +207,8 @@ export function eventFromRecord(view: DataView, offset: number, ctx: DecodeConte
     segsOut: view.getUint32(offset + OFF_SEGS_OUT, LE),
     state: tcpStateName(view.getUint8(offset + OFF_STATE)),
     failure: r.failure,
+    isnClient: isnKnown & RecordIsnKnown.ISN_CLIENT_KNOWN ? view.getUint32(offset + OFF_ISN_CLIENT, LE) : undefined,
+    isnServer: isnKnown & RecordIsnKnown.ISN_SERVER_KNOWN ? view.getUint32(offset + OFF_ISN_SERVER, LE) : undefined,
   };
 }
 

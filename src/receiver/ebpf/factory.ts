@@ -1,7 +1,7 @@
 /**
  * `ebpf` receiver factory. One receiver instance per config serves both the
  * metrics and the logs pipeline (the kernel is attached once), as the
- * collector's sharedcomponent does; tracing will be one more create* here.
+ * collector's sharedcomponent does, and the traces pipeline too.
  */
 import type { CreateSettings, ReceiverFactory } from '../../component/component.js';
 import { SharedComponents } from '../../component/sharedComponent.js';
@@ -18,7 +18,7 @@ export function createEbpfReceiverFactory(deps: Partial<EbpfReceiverDeps> = {}):
   return {
     kind: 'receiver',
     type: EBPF_RECEIVER_TYPE,
-    stability: { metrics: 'alpha', logs: 'alpha' },
+    stability: { metrics: 'alpha', logs: 'alpha', traces: 'development' },
     configSchema: ebpfReceiverConfigSchema,
     createDefaultConfig: createDefaultEbpfReceiverConfig,
     createMetrics(settings, config, next) {
@@ -29,6 +29,11 @@ export function createEbpfReceiverFactory(deps: Partial<EbpfReceiverDeps> = {}):
     createLogs(settings, config, next) {
       const r = instance(settings, config);
       r.setLogsConsumer(next);
+      return r;
+    },
+    createTraces(settings, config, next) {
+      const r = instance(settings, config);
+      r.setTracesConsumer(next);
       return r;
     },
   };

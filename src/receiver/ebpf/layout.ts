@@ -16,7 +16,7 @@ export interface FieldLayout {
 }
 
 /** sizeof(struct conn_record). */
-export const RECORD_SIZE = 144;
+export const RECORD_SIZE = 152;
 
 /** Every member of struct conn_record, in declaration order (names as in C). */
 export const RecordLayout = {
@@ -38,14 +38,16 @@ export const RecordLayout = {
   sk_err: { offset: 120, size: 4 },
   acked_base: { offset: 124, size: 4 },
   received_base: { offset: 128, size: 4 },
-  src_port: { offset: 132, size: 2 },
-  dst_port: { offset: 134, size: 2 },
-  orig_dst_port: { offset: 136, size: 2 },
-  family: { offset: 138, size: 2 },
-  kind: { offset: 140, size: 1 },
-  direction: { offset: 141, size: 1 },
-  state: { offset: 142, size: 1 },
-  _pad: { offset: 143, size: 1 },
+  isn_client: { offset: 132, size: 4 },
+  isn_server: { offset: 136, size: 4 },
+  src_port: { offset: 140, size: 2 },
+  dst_port: { offset: 142, size: 2 },
+  orig_dst_port: { offset: 144, size: 2 },
+  family: { offset: 146, size: 2 },
+  kind: { offset: 148, size: 1 },
+  direction: { offset: 149, size: 1 },
+  state: { offset: 150, size: 1 },
+  isn_known: { offset: 151, size: 1 },
 } as const satisfies Record<string, FieldLayout>;
 
 /** Offsets as plain constants for the hot path (no property lookups per record). */
@@ -65,6 +67,9 @@ export const OFF_LOST_OUT = RecordLayout.lost_out.offset;
 export const OFF_SEGS_IN = RecordLayout.segs_in.offset;
 export const OFF_SEGS_OUT = RecordLayout.segs_out.offset;
 export const OFF_SK_ERR = RecordLayout.sk_err.offset;
+export const OFF_ISN_CLIENT = RecordLayout.isn_client.offset;
+export const OFF_ISN_SERVER = RecordLayout.isn_server.offset;
+export const OFF_ISN_KNOWN = RecordLayout.isn_known.offset;
 export const OFF_SRC_PORT = RecordLayout.src_port.offset;
 export const OFF_DST_PORT = RecordLayout.dst_port.offset;
 export const OFF_ORIG_DST_PORT = RecordLayout.orig_dst_port.offset;
@@ -85,6 +90,12 @@ export const RecordKind = {
 export const RecordDirection = {
   DIRECTION_OUTBOUND: 1,
   DIRECTION_INBOUND: 2,
+} as const;
+
+/** enum record_isn_known (record.h): bits of `isn_known`. Values are API. */
+export const RecordIsnKnown = {
+  ISN_CLIENT_KNOWN: 1,
+  ISN_SERVER_KNOWN: 2,
 } as const;
 
 /** record_kind value -> model kind; index 0 and out-of-range are unknown. */

@@ -6,7 +6,7 @@
  * on the next scrape without any fixed sleep.
  */
 import type { Attributes, Counter, Histogram } from '@opentelemetry/api';
-import type { CreateSettings, Host, LogsConsumer, MetricsConsumer, Receiver } from '../../component/component.js';
+import type { CreateSettings, Host, LogsConsumer, MetricsConsumer, Receiver, TracesConsumer } from '../../component/component.js';
 import type { EbpfReceiverConfig } from './config.js';
 import { newDecodeContext, type DecodeStats } from './decode.js';
 import { nativeKernelSource, type KernelSource, type KernelSourceFactory, type WalkStats } from './KernelSource.js';
@@ -47,6 +47,10 @@ interface SelfMetrics {
   refusedPoints: Counter;
   acceptedLogs: Counter;
   refusedLogs: Counter;
+  acceptedSpans: Counter;
+  refusedSpans: Counter;
+  spansSampled: Counter;
+  spansWithoutIsn: Counter;
 }
 
 type State = 'created' | 'starting' | 'running' | 'stopped';
@@ -58,6 +62,7 @@ export class EbpfReceiver implements Receiver {
   private readonly attrs: Attributes;
   private metricsNext: MetricsConsumer | undefined;
   private logsNext: LogsConsumer | undefined;
+  private tracesNext: TracesConsumer | undefined;
   private state: State = 'created';
   private startPromise: Promise<void> | undefined;
   private shutdownPromise: Promise<void> | undefined;
@@ -71,7 +76,14 @@ export class EbpfReceiver implements Receiver {
   /** The periodic-report source start() settled on. */
   private choice: SourceChoice | undefined;
   private readonly losses: LossLog;
-  private seen: { stats: DecodeStats; kinds: KindCounts; evictions: number; expirations: number };
+  private seen: {
+    stats: DecodeStats;
+    kinds: KindCounts;
+    evictions: number;
+    expirations: number;
+    sampling: { failed: number; long: number; ratio: number; dropped: number };
+    withoutIsns: number;
+  };
 
   constructor(
     private readonly settings: CreateSettings,
@@ -86,6 +98,12 @@ export class EbpfReceiver implements Receiver {
         logPeriodicReports: config.log_periodic_reports,
         wantMetrics: false,
         wantLogs: false,
+        wantTraces: false,
+        spans: {
+          samplingRatio: config.traces.sampling_ratio,
+          keepLongerThanMs: config.traces.keep_longer_than,
+          traceIdKey: config.traces.trace_id_key,
+        },
       },
       newDecodeContext(this.deps.clock),
     );
@@ -94,6 +112,8 @@ export class EbpfReceiver implements Receiver {
       kinds: { ...this.processor.kinds },
       evictions: 0,
       expirations: 0,
+      sampling: { ...this.processor.spanBuilder.sampler.counts },
+      withoutIsns: 0,
     };
     this.attrs = { receiver: settings.id.toString() };
     const t = settings.telemetry;
@@ -120,6 +140,10 @@ export class EbpfReceiver implements Receiver {
       refusedPoints: t.counter('receiver_refused_points', 'Metric points the next consumer refused'),
       acceptedLogs: t.counter('receiver_accepted_log_records', 'Log records the next consumer accepted'),
       refusedLogs: t.counter('receiver_refused_log_records', 'Log records the next consumer refused'),
+      acceptedSpans: t.counter('receiver_accepted_spans', 'Spans the next consumer accepted'),
+      refusedSpans: t.counter('receiver_refused_spans', 'Spans the next consumer refused'),
+      spansSampled: t.counter('ebpf_span_sampling_decisions', 'Connection spans by sampling decision: failed, long, ratio (kept) or dropped'),
+      spansWithoutIsn: t.counter('ebpf_spans_without_isn', 'Closes and failed connects not emitted as spans: their record carried no ISN pair'),
     };
     // Every loss series exists from start-up at 0, so "no loss" is a
     // value a dashboard can show and an alert can compare against.
@@ -139,6 +163,12 @@ export class EbpfReceiver implements Receiver {
   setLogsConsumer(next: LogsConsumer): void {
     this.logsNext = next;
     this.processor.setWants(this.metricsNext !== undefined, this.logsNext !== undefined);
+  }
+
+  /** Wires the traces pipeline. */
+  setTracesConsumer(next: TracesConsumer): void {
+    this.tracesNext = next;
+    this.processor.setWants(this.metricsNext !== undefined, this.logsNext !== undefined, true);
   }
 
   /** Connections currently tracked (for the gauge and tests). */
@@ -190,6 +220,16 @@ export class EbpfReceiver implements Receiver {
       } catch (err) {
         this.metrics.refusedLogs.add(n, this.attrs);
         this.losses.record('refused_log_records', n, { err });
+      }
+    }
+    if (result.traces !== undefined && this.tracesNext !== undefined) {
+      const n = result.traces.spans.length;
+      try {
+        this.tracesNext.consumeTraces(result.traces);
+        this.metrics.acceptedSpans.add(n, this.attrs);
+      } catch (err) {
+        this.metrics.refusedSpans.add(n, this.attrs);
+        this.losses.record('refused_spans', n, { err });
       }
     }
   }
@@ -433,6 +473,15 @@ export class EbpfReceiver implements Receiver {
       this.losses.record('connection_expired', ex, { hint: 'no record for connection_ttl: the close record was lost' });
     }
     seen.expirations = p.table.expirations;
+    const counts = p.spanBuilder.sampler.counts;
+    for (const decision of ['failed', 'long', 'ratio', 'dropped'] as const) {
+      const d = counts[decision] - seen.sampling[decision];
+      if (d > 0) this.metrics.spansSampled.add(d, { ...a, decision });
+      seen.sampling[decision] = counts[decision];
+    }
+    const wi = p.spanBuilder.withoutIsns - seen.withoutIsns;
+    if (wi > 0) this.metrics.spansWithoutIsn.add(wi, a);
+    seen.withoutIsns = p.spanBuilder.withoutIsns;
   }
 }
 
@@ -446,7 +495,7 @@ const DECODE_ERRORS: ReadonlyArray<[keyof DecodeStats, string]> = [
 const DECODE_ERROR_REASONS = DECODE_ERRORS.map(([, r]) => r);
 
 /** What this receiver can lose, as LossLog causes. */
-const LOSS_CAUSES = ['kernel_ringbuf_full', 'decode_error', 'connection_evicted', 'connection_expired', 'refused_points', 'refused_log_records'] as const;
+const LOSS_CAUSES = ['kernel_ringbuf_full', 'decode_error', 'connection_evicted', 'connection_expired', 'refused_points', 'refused_log_records', 'refused_spans'] as const;
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);

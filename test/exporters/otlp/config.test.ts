@@ -36,6 +36,7 @@ describe('otlp_grpc / otlp / otlp_http config (Collector keys)', () => {
     assert.deepEqual(httpUrls(http), {
       metrics: 'https://otlp-gateway-prod-eu-west-2.grafana.net/otlp/v1/metrics',
       logs: 'https://otlp-gateway-prod-eu-west-2.grafana.net/otlp/v1/logs',
+      traces: 'https://otlp-gateway-prod-eu-west-2.grafana.net/otlp/v1/traces',
     });
     assert.equal(http.timeout, 30_000, 'otlphttp default timeout');
     assert.equal(http.encoding, 'proto');
@@ -43,7 +44,7 @@ describe('otlp_grpc / otlp / otlp_http config (Collector keys)', () => {
     assert.equal(http.retry_on_failure.randomization_factor, 0.3);
     assert.equal(http.retry_on_failure.multiplier, 1.5, 'default');
     const loki = r.config!.components.get('exporter:otlp_http/loki')!.config as ReturnType<typeof otlpHttpConfigSchema.parse>;
-    assert.deepEqual(httpUrls(loki), { metrics: 'http://mimir:9009/otlp/v1/metrics', logs: 'http://loki:3100/otlp/v1/logs' });
+    assert.deepEqual(httpUrls(loki), { metrics: 'http://mimir:9009/otlp/v1/metrics', logs: 'http://loki:3100/otlp/v1/logs', traces: 'http://tempo:4318/v1/traces' });
     assert.equal(loki.sending_queue.enabled, false);
     assert.equal(loki.compression, 'none');
   });

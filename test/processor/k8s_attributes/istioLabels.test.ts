@@ -9,7 +9,8 @@ import { istioAttributes, labelOptions, type LabelOptions } from '../../../src/p
 import { flowKeyOf, rawPoint } from '../../helpers/flowPoints.js';
 import { MetadataIndex } from '../../../src/processor/k8s_attributes/MetadataIndex.js';
 import { canonicalIp, jobMeta, namespaceMeta, podMeta, serviceMeta } from '../../../src/processor/k8s_attributes/objects.js';
-import { processLogs, processMetrics } from '../../../src/processor/k8s_attributes/processor.js';
+import { processLogs, processMetrics, processTraces } from '../../../src/processor/k8s_attributes/processor.js';
+import type { ConnectionSpan } from '../../../src/model/traces.js';
 import type { KubeObject } from '../../helpers/fakeApiServer.js';
 import { job, namespace, pod, service } from './fixtures.js';
 
@@ -467,5 +468,20 @@ describe('processMetrics / processLogs', () => {
       'destination.k8s.service.namespace': 'default',
     });
     assert.equal(out.entries[0]!.event, event);
+
+    // Spans get the same identities of both ends; the input span is not modified.
+    const span: ConnectionSpan = {
+      event,
+      context: { traceId: 'a'.repeat(32), spanId: 'b'.repeat(16), parentSpanId: undefined },
+      kind: 'CLIENT',
+      attributes: { keep: 'me' },
+      startUnixNano: 2n,
+      endUnixNano: 3n,
+      observedUnixNano: 4n,
+    };
+    const traced = processTraces({ spans: [span] }, ix, opts);
+    assert.deepEqual(span.attributes, { keep: 'me' }, 'input span unchanged');
+    assert.deepEqual(traced.spans[0]!.attributes, out.entries[0]!.attributes);
+    assert.deepEqual({ ...traced.spans[0]!, attributes: {} }, { ...span, attributes: {} }, 'everything else kept');
   });
 });

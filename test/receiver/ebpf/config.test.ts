@@ -26,7 +26,9 @@ describe('ebpf receiver config', () => {
       periodic_source: 'auto',
       proc_path: '/proc',
       netns_dirs: ['/run/netns'],
+      traces: { sampling_ratio: 1, trace_id_key: '' },
     });
+    assert.equal(createDefaultEbpfReceiverConfig().traces.keep_longer_than, undefined, 'no duration rule by default');
     assert.equal(createDefaultEbpfReceiverConfig().cgroup_path, undefined, 'auto-detected at start');
   });
 
@@ -48,6 +50,7 @@ describe('ebpf receiver config', () => {
       periodic_source: 'sock_diag',
       proc_path: '/host/proc',
       netns_dirs: ['/run/netns', '/var/run/docker/netns'],
+      traces: { sampling_ratio: 0.25, keep_longer_than: 30_000, trace_id_key: 'cluster-secret' },
     });
   });
 
@@ -69,6 +72,8 @@ describe('ebpf receiver config', () => {
     assert.match(problems({ report_interval: 'soon' }), /^receivers\.ebpf\.report_interval: /);
     assert.match(problems({ report_interval: 0 }), /^receivers\.ebpf\.report_interval: must be greater than 0/);
     assert.match(problems({ log_periodic_reports: 'yes' }), /^receivers\.ebpf\.log_periodic_reports: /);
+    assert.match(problems({ traces: { sampling_ratio: 1.5 } }), /^receivers\.ebpf\.traces\.sampling_ratio: /);
+    assert.equal(problems({ traces: { sampling_rate: 0.5 } }), 'receivers.ebpf.traces.sampling_rate: unknown key');
     assert.match(problems({ cgroup_path: '' }), /^receivers\.ebpf\.cgroup_path: /);
     assert.match(problems({ periodic_source: 'task_file' }), /^receivers\.ebpf\.periodic_source: .*"auto"\|"sk_storage_iter"\|"tcp_iter"\|"sock_diag"\|"rtt_cb"\|"none"/);
     assert.match(problems({ netns_dirs: '/run/netns' }), /^receivers\.ebpf\.netns_dirs: /);

@@ -50,6 +50,9 @@ describe('decodeInto + eventFromRecord (one record)', () => {
         kind: KIND.close,
         direction: DIR.INBOUND,
         state: 7,
+        isnClient: 0xfffffff0, // unsigned, top bit set
+        isnServer: 0, // a legal sequence number: known by the flag, not by being non-zero
+        isnKnown: 3,
       }),
     );
     assert.deepEqual(e, {
@@ -76,7 +79,19 @@ describe('decodeInto + eventFromRecord (one record)', () => {
       segsOut: 12,
       state: 'CLOSE',
       failure: undefined,
+      isnClient: 0xfffffff0,
+      isnServer: 0,
     });
+  });
+
+  it('carries only the ISNs that isn_known marks', () => {
+    const isns = (known: number): [number | undefined, number | undefined] => {
+      const e = decodeOne(record({ kind: KIND.fail, isnClient: 7, isnServer: 9, isnKnown: known }));
+      return [e.isnClient, e.isnServer];
+    };
+    assert.deepEqual(isns(0), [undefined, undefined], 'none known');
+    assert.deepEqual(isns(1), [7, undefined], 'a failed connect: the client ISN alone');
+    assert.deepEqual(isns(3), [7, 9], 'both');
   });
 
   it('maps kinds, directions and TCP states', () => {

@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, it, before } from 'node:test';
-import { RECORD_SIZE, RecordDirection, RecordKind, RecordLayout } from '../../../src/receiver/ebpf/layout.js';
+import { RECORD_SIZE, RecordDirection, RecordIsnKnown, RecordKind, RecordLayout } from '../../../src/receiver/ebpf/layout.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const objectPath = `${root}bpf/tcp_probe.bpf.o`;
@@ -134,6 +134,7 @@ describe('conn_record layout matches the compiled object', () => {
     const expected: Array<[string, Record<string, number>]> = [
       ['record_kind', RecordKind],
       ['record_direction', RecordDirection],
+      ['record_isn_known', RecordIsnKnown],
     ];
     for (const [name, ours] of expected) {
       assert.deepEqual(headerEnum(name), { ...ours }, `enum ${name} in record.h`);

@@ -10,6 +10,7 @@ import { createDefaultEbpfReceiverConfig, type EbpfReceiverConfig } from '../../
 import { createEbpfReceiverFactory } from '../../../src/receiver/ebpf/factory.js';
 import type { KernelSource, KernelSourceOptions, PeriodicSourceKind, UseSourceOptions, WalkResult, WalkStats } from '../../../src/receiver/ebpf/KernelSource.js';
 import { EbpfReceiverStartError } from '../../../src/receiver/ebpf/preflight.js';
+import { RECORD_SIZE } from '../../../src/receiver/ebpf/layout.js';
 import { EbpfReceiver, type EbpfReceiverDeps } from '../../../src/receiver/ebpf/receiver.js';
 import { testSettings } from '../../helpers/settings.js';
 import { batch, DIR, KIND, record } from './records.js';
@@ -59,7 +60,7 @@ class FakeKernel implements KernelSource {
     const stats: WalkStats = { source: 'tcp_iter', durationMs: 12, namespaces: 3, reported: 0, namespaceFailures: this.walkFailures };
     if (this.failIterate) throw Object.assign(new Error('iterator broke'), { stats });
     const records = this.reports;
-    stats.reported = records.byteLength / 144;
+    stats.reported = records.byteLength / RECORD_SIZE;
     return { records, stats };
   }
   lostRecords(): bigint {

@@ -22,6 +22,9 @@ export interface RecordFields {
   segsIn?: number;
   segsOut?: number;
   skErr?: number;
+  isnClient?: number;
+  isnServer?: number;
+  isnKnown?: number;
   srcPort?: number;
   dstPort?: number;
   origDstPort?: number;
@@ -78,6 +81,9 @@ export function record(f: RecordFields = {}): Buffer {
   b.writeUInt32LE(f.segsIn ?? 0, L.segs_in.offset);
   b.writeUInt32LE(f.segsOut ?? 0, L.segs_out.offset);
   b.writeUInt32LE(f.skErr ?? 0, L.sk_err.offset);
+  b.writeUInt32LE(f.isnClient ?? 0, L.isn_client.offset);
+  b.writeUInt32LE(f.isnServer ?? 0, L.isn_server.offset);
+  b.writeUInt8(f.isnKnown ?? 0, L.isn_known.offset);
   b.writeUInt16LE(f.srcPort ?? 40000, L.src_port.offset);
   b.writeUInt16LE(f.dstPort ?? 80, L.dst_port.offset);
   b.writeUInt16LE(f.origDstPort ?? 0, L.orig_dst_port.offset);
