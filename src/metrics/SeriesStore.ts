@@ -377,7 +377,7 @@ export class SeriesStore<W = unknown> {
   private labelSetOf(g: GroupState<W>, cached: LabelSet<W> | undefined, point: FlowPoint): LabelSet<W> {
     if (cached !== undefined) return g.byKey.get(cached.key) ?? cached;
     const names = g.group.labels;
-    const values = labelValues(point, names, this.schema.unknown);
+    const values = g.group.values?.(point, this.schema.unknown) ?? labelValues(point, names, this.schema.unknown);
     const key = valuesKey(values);
     return g.byKey.get(key) ?? new LabelSet<W>(names, values, key);
   }

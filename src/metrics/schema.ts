@@ -10,6 +10,7 @@
  * label sets by accident.
  */
 import { Label, REQUEST_PROTOCOL, reporterFor } from '../model/labels.js';
+import type { AccessLogEntry } from '../model/logs.js';
 import type { FlowPoint } from '../model/metrics.js';
 
 /** One metric family: name exactly as exposed, fixed label names in a stable (sorted) order. */
@@ -51,6 +52,16 @@ export interface LabelGroup {
    * making ~14 megamorphic calls per point.
    */
   readonly read: (p: FlowPoint, out: Float64Array) => void;
+  /**
+   * The label values of `p`, aligned with `labels`, `unknown` where unknown.
+   * Default {@link labelValues}: each label is the attribute of its own name
+   * (the vocabulary of src/model/labels.ts). A schema whose label names are
+   * another vocabulary (semconv) says here which attribute each is read
+   * from. Like the default, a function of `p.attributes` (and of `p.flow`,
+   * which the same receiver attributes object always comes with): the store
+   * caches label sets per attributes object.
+   */
+  readonly values?: (p: FlowPoint, unknown: string) => string[];
 }
 
 export interface MetricSchema {
@@ -62,6 +73,17 @@ export interface MetricSchema {
   readonly families: readonly FamilyDef[];
   /** The families by label group; what a point contributes is fully described here. */
   readonly groups: readonly LabelGroup[];
+  /**
+   * Names that are not Prometheus names (semconv's dots): the Prometheus
+   * exporter's config refuses the schema. Default false.
+   */
+  readonly otlpOnly?: boolean;
+  /**
+   * The body and attributes of an access-log record in this schema (OTLP
+   * logs). Default: the Kmesh line as body and the access-log attributes
+   * (exporters/common/accessLogLine.ts).
+   */
+  readonly accessLog?: (entry: AccessLogEntry) => { body: string; attributes: Record<string, string | number> };
 }
 
 /** A counter family. */

@@ -9,7 +9,8 @@
  * {@link connectionSpanAttributes}, which use the OpenTelemetry semantic
  * conventions (network.*, server.*, client.*, error.type).
  */
-import type { ConnectionEvent, FailureReason } from './connection.js';
+import type { ConnectionEvent } from './connection.js';
+import { connectionAttributes, K8sAttr, SemconvAttr } from './semconv.js';
 import type { ConnectionSpanContext } from './traceIds.js';
 
 export type ConnectionSpanKind = 'CLIENT' | 'SERVER';
@@ -41,18 +42,7 @@ export interface TracesBatch {
   spans: ConnectionSpan[];
 }
 
-/**
- * `error.type` of a failed connect: the semantic conventions ask for a
- * low-cardinality reason; these are the errno names behind each reason.
- */
-export const ERROR_TYPE: Readonly<Record<FailureReason, string>> = {
-  refused: 'ECONNREFUSED',
-  reset: 'ECONNRESET',
-  timeout: 'ETIMEDOUT',
-  host_unreachable: 'EHOSTUNREACH',
-  net_unreachable: 'ENETUNREACH',
-  other: '_OTHER',
-};
+export { ERROR_TYPE } from './semconv.js';
 
 /**
  * Low-cardinality span name: `tcp connect {destination}:{port}` for the
@@ -60,64 +50,29 @@ export const ERROR_TYPE: Readonly<Record<FailureReason, string>> = {
  * destination is the service (FQDN) when the processor resolved one, else the
  * destination workload, else the destination address.
  */
+const DST = SemconvAttr.destinationPrefix;
+
 export function spanName(span: ConnectionSpan): string {
   const a = span.attributes;
   const e = span.event;
   const dest =
     a['dst.service'] ??
-    a['destination.k8s.deployment.name'] ??
-    a['destination.k8s.statefulset.name'] ??
-    a['destination.k8s.daemonset.name'] ??
-    a['destination.k8s.pod.name'] ??
+    a[DST + K8sAttr.deploymentName] ??
+    a[DST + K8sAttr.statefulsetName] ??
+    a[DST + K8sAttr.daemonsetName] ??
+    a[DST + K8sAttr.podName] ??
     e.origDstAddr ??
     e.dstAddr;
   const port = e.origDstPort ?? e.dstPort;
   return `${span.kind === 'CLIENT' ? 'tcp connect' : 'tcp accept'} ${dest}:${port}`;
 }
 
-/** Kmesh access-log keys: the span carries the same identities as k8s.* attributes, not these. */
-function isAccessLogKey(k: string): boolean {
-  return k.startsWith('src.') || k.startsWith('dst.');
-}
-
 /**
- * The span's attributes, by the semantic conventions
- * (https://opentelemetry.io/docs/specs/semconv/registry/attributes/network/):
- * - `network.transport` tcp, `network.type` ipv4/ipv6;
- * - `network.local.*` / `network.peer.*`: this socket's own tuple (for the
- *   server, the peer is the client);
- * - `server.address`/`server.port` (what the client connected to: the
- *   original destination where known), `client.address`/`client.port`;
- * - `error.type` on a failed connect;
- * - bytes each way, retransmissions, RTT (seconds) and `response_flags`
- *   under `kmesh.*` (no convention exists for them);
- * - the processors' identities (k8s.* of both ends), without the Kmesh
- *   access-log keys.
- * Numbers stay numbers (OTLP int/double values).
+ * The span's attributes: {@link connectionAttributes} of its event, from the
+ * reporting socket's side (CLIENT: the OUTBOUND socket), with the identities
+ * processors added — the vocabulary the `semconv` metric and log schema
+ * share (src/model/semconv.ts).
  */
 export function connectionSpanAttributes(span: ConnectionSpan): Record<string, string | number> {
-  const e = span.event;
-  const client = span.kind === 'CLIENT';
-  const out: Record<string, string | number> = {
-    'network.transport': 'tcp',
-    'network.type': e.family === 4 ? 'ipv4' : 'ipv6',
-    'network.local.address': client ? e.srcAddr : e.dstAddr,
-    'network.local.port': client ? e.srcPort : e.dstPort,
-    'network.peer.address': client ? e.dstAddr : e.srcAddr,
-    'network.peer.port': client ? e.dstPort : e.srcPort,
-    'server.address': e.origDstAddr ?? e.dstAddr,
-    'server.port': e.origDstPort ?? e.dstPort,
-    'client.address': e.srcAddr,
-    'client.port': e.srcPort,
-    'kmesh.sent_bytes': e.sentBytes,
-    'kmesh.received_bytes': e.receivedBytes,
-    'kmesh.retransmissions': e.retransmits,
-    'kmesh.srtt': e.srttUs / 1e6,
-    'kmesh.min_rtt': e.minRttUs / 1e6,
-    // Envoy's UF (upstream connection failure), as the metrics' response_flags label.
-    'kmesh.response_flags': e.failure !== undefined ? 'UF' : '-',
-  };
-  if (e.failure !== undefined) out['error.type'] = ERROR_TYPE[e.failure];
-  for (const [k, v] of Object.entries(span.attributes)) if (!isAccessLogKey(k)) out[k] = v;
-  return out;
+  return connectionAttributes(span.event, span.kind === 'CLIENT', span.attributes);
 }

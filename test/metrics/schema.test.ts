@@ -120,7 +120,7 @@ describe('istio schema', () => {
 
 describe('schema registry', () => {
   it('names every registered schema, kmesh first (the default), each under its own name', () => {
-    assert.deepEqual(SCHEMA_NAMES, ['kmesh', 'istio']);
+    assert.deepEqual(SCHEMA_NAMES, ['kmesh', 'istio', 'semconv']);
     for (const n of SCHEMA_NAMES) assert.equal(schemaByName(n).name, n);
     assert.equal(schemaByName('kmesh'), kmeshSchema);
     assert.equal(schemaByName('istio'), istioSchema);

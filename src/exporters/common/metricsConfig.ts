@@ -9,7 +9,12 @@ import { DEFAULT_MAX_SERIES_PER_FAMILY, DEFAULT_SERIES_TTL_MS } from '../../metr
  * feed a Kmesh-named Prometheus endpoint and an Istio-named OTLP backend.
  */
 export const metricsStoreKeys = {
-  /** Metric names and label set: `kmesh` (Kmesh's families, unknown `-`) or `istio` (istio_tcp_*, unknown `unknown`). Default `kmesh`. */
+  /**
+   * Metric names and label set: `kmesh` (Kmesh's families, unknown `-`),
+   * `istio` (istio_tcp_*, unknown `unknown`) or `semconv` (OpenTelemetry
+   * semantic conventions, OTLP only; also the OTLP access-log records'
+   * attributes and body). Default `kmesh`.
+   */
   schema: z.enum(SCHEMA_NAMES).default('kmesh'),
   /** Series budget per metric family; further label sets go to one `otel_metric_overflow="true"` series. Default 10000. */
   max_series_per_family: z.number().int().positive().default(DEFAULT_MAX_SERIES_PER_FAMILY),

@@ -14,6 +14,8 @@ import { Retrier } from './retry.js';
 import { QUEUE_CAPACITY_GAUGE, QUEUE_SIZE_GAUGE } from './selfMetrics.js';
 import { OtlpTransport, type OtlpProtocol } from './transport.js';
 import { toLogRecord } from './logRecord.js';
+import type { MetricSchema } from '../../metrics/schema.js';
+import { schemaByName } from '../../metrics/schemas/registry.js';
 
 /**
  * Wraps the OTLP log exporter: retries a failed batch (`retry_on_failure`,
@@ -78,6 +80,8 @@ export class OtlpLogsExporter implements LogsExporter {
   private readonly dropped: Counter;
 
   private readonly transport: OtlpTransport;
+  /** The schema's record form (semconv), else undefined: the Kmesh line and attributes. */
+  private readonly accessLog: MetricSchema['accessLog'];
 
   constructor(
     private readonly settings: CreateSettings,
@@ -87,6 +91,7 @@ export class OtlpLogsExporter implements LogsExporter {
     private readonly random: () => number = Math.random,
   ) {
     this.attrs = { exporter: settings.id.toString() };
+    this.accessLog = schemaByName(config.schema).accessLog;
     const t = settings.telemetry;
     this.sent = t.counter('exporter_sent_log_records', 'Log records the exporter delivered');
     this.failed = t.counter('exporter_send_failed_log_records', 'Log records in export requests that failed after retries');
@@ -137,7 +142,7 @@ export class OtlpLogsExporter implements LogsExporter {
         continue;
       }
       this.inFlight++;
-      logger.emit(toLogRecord(entry));
+      logger.emit(toLogRecord(entry, this.accessLog));
     }
     if (dropped > 0) this.dropped.add(dropped, this.attrs);
   }

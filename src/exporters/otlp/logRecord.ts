@@ -1,5 +1,6 @@
 import type { HrTime } from '@opentelemetry/api';
 import { SeverityNumber, type LogRecord } from '@opentelemetry/api';
+import type { MetricSchema } from '../../metrics/schema.js';
 import type { AccessLogEntry } from '../../model/logs.js';
 import { accessLogSeverity, kmeshLineAndAttributes } from '../common/accessLogLine.js';
 
@@ -37,18 +38,23 @@ const observedTime = new HrTimeOfUnixNano();
 /**
  * The OpenTelemetry LogRecord of one access-log entry: timestamp = kernel
  * event time, observedTimestamp = when the agent read it, severity INFO
- * (WARN for failed connects), body = the Kmesh line, attributes = the
- * access-log fields, semantic-convention forms and processor identities.
+ * (WARN for failed connects). Body and attributes: the schema's
+ * `accessLog` form when it has one (semconv: a short body, the attributes
+ * once), else the Kmesh line and the access-log fields, semantic-convention
+ * forms and processor identities.
  */
-export function toLogRecord(entry: AccessLogEntry): LogRecord {
+export function toLogRecord(entry: AccessLogEntry, accessLog?: MetricSchema['accessLog']): LogRecord {
   const severity = accessLogSeverity(entry);
-  const { line, attributes } = kmeshLineAndAttributes(entry);
+  let body: string;
+  let attributes: Record<string, string | number>;
+  if (accessLog !== undefined) ({ body, attributes } = accessLog(entry));
+  else ({ line: body, attributes } = kmeshLineAndAttributes(entry));
   return {
     timestamp: eventTime.of(entry.event.timeUnixNano),
     observedTimestamp: observedTime.of(entry.observedUnixNano),
     severityNumber: severity === 'WARN' ? SeverityNumber.WARN : SeverityNumber.INFO,
     severityText: severity,
-    body: line,
+    body,
     attributes,
   };
 }

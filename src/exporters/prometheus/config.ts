@@ -50,6 +50,9 @@ export const prometheusConfigSchema = z
     if (c.series_ttl !== undefined && c.metric_expiration !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['metric_expiration'], message: 'an alias of series_ttl: give one of the two' });
     }
+    if (schemaByName(c.schema).otlpOnly === true) {
+      ctx.addIssue({ code: 'custom', path: ['schema'], message: `the ${c.schema} schema's names are for OTLP (dots, units in metadata); the Prometheus endpoint serves kmesh or istio` });
+    }
     const schemaLabels = new Set(schemaByName(c.schema).families.flatMap((f) => f.labels));
     for (const k of Object.keys(c.const_labels)) {
       const path = ['const_labels', k];

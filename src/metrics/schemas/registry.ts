@@ -7,11 +7,13 @@
 import type { MetricSchema } from '../schema.js';
 import { istioSchema } from './istio.js';
 import { kmeshSchema } from './kmesh.js';
+import { semconvSchema } from './semconv.js';
 
 /** Every schema by the name the config uses (the first is the default). */
 export const SCHEMAS = {
   kmesh: kmeshSchema,
   istio: istioSchema,
+  semconv: semconvSchema,
 } as const satisfies Record<string, MetricSchema>;
 
 /** Which schema an exporter renders. */

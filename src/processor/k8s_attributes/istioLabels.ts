@@ -9,6 +9,7 @@ import type { FlowKey } from '../../model/flow.js';
 import { REQUEST_PROTOCOL, reporterFor } from '../../model/labels.js';
 import { LogAttr } from '../../model/logs.js';
 import { RawAttr } from '../../model/metrics.js';
+import { ERROR_TYPE, K8sAttr, SemconvAttr } from '../../model/semconv.js';
 import type { K8sAttributesConfig, MeshConfig } from './config.js';
 import type { MetadataIndex, PodRecord, ServiceRecord } from './MetadataIndex.js';
 
@@ -201,7 +202,8 @@ export function serviceFqdn(s: ServiceRecord, opts: LabelOptions): string {
  *
  * - `reporter`: {@link reporterFor} the direction;
  * - `request_protocol`: {@link REQUEST_PROTOCOL};
- * - `response_flags`: `-`, or {@link RESPONSE_FLAG_BY_FAILURE} for a failed connect;
+ * - `response_flags`: `-`, or {@link RESPONSE_FLAG_BY_FAILURE} for a failed connect,
+ *   whose cause goes to `error.type` ({@link ERROR_TYPE}; only the semconv schema renders it);
  * - source/destination identities from the pods at the addresses;
  * - `destination_pod_address`: the destination address only when it is a
  *   known pod (or with `unknown_peer: destination_address`);
@@ -250,6 +252,8 @@ export function labelBlock(flow: FlowKey, index: MetadataIndex, opts: LabelOptio
   out.reporter = reporterFor(direction);
   out.request_protocol = REQUEST_PROTOCOL;
   out.response_flags = failure === undefined ? '-' : (RESPONSE_FLAG_BY_FAILURE[failure] ?? RESPONSE_FLAG_BY_FAILURE.other);
+  // The cause, which response_flags folds into UF: the semconv schema's `error.type` (kmesh/istio do not render it).
+  if (failure !== undefined) out[SemconvAttr.errorType] = ERROR_TYPE[failure] ?? ERROR_TYPE.other;
 
   const peers = resolvePeers(index, srcAddr, dstAddr, flow.dstPort, flow.origDstAddr, flow.origDstPort ?? 0);
 
@@ -300,26 +304,26 @@ export function labelBlock(flow: FlowKey, index: MetadataIndex, opts: LabelOptio
   return out;
 }
 
-/** Workload-kind attribute names (OpenTelemetry k8s semantic conventions). */
+/** Workload-kind attribute names (OpenTelemetry k8s semantic conventions, the one vocabulary in src/model/semconv.ts). */
 const K8S_WORKLOAD_ATTR: Readonly<Record<string, string>> = {
-  Deployment: 'k8s.deployment.name',
-  StatefulSet: 'k8s.statefulset.name',
-  DaemonSet: 'k8s.daemonset.name',
-  CronJob: 'k8s.cronjob.name',
-  Job: 'k8s.job.name',
-  ReplicaSet: 'k8s.replicaset.name',
+  Deployment: K8sAttr.deploymentName,
+  StatefulSet: K8sAttr.statefulsetName,
+  DaemonSet: K8sAttr.daemonsetName,
+  CronJob: K8sAttr.cronjobName,
+  Job: K8sAttr.jobName,
+  ReplicaSet: K8sAttr.replicasetName,
 };
 
 function addK8sAttrs(out: Record<string, string>, prefix: string, pod: PodRecord, id: PodIdentity): void {
-  out[`${prefix}k8s.pod.name`] = pod.name;
-  if (pod.uid !== '') out[`${prefix}k8s.pod.uid`] = pod.uid;
-  out[`${prefix}k8s.namespace.name`] = pod.namespace;
-  if (pod.nodeName !== '') out[`${prefix}k8s.node.name`] = pod.nodeName;
+  out[prefix + K8sAttr.podName] = pod.name;
+  if (pod.uid !== '') out[prefix + K8sAttr.podUid] = pod.uid;
+  out[prefix + K8sAttr.namespaceName] = pod.namespace;
+  if (pod.nodeName !== '') out[prefix + K8sAttr.nodeName] = pod.nodeName;
   const wk = K8S_WORKLOAD_ATTR[id.workloadKind];
   if (wk !== undefined) out[prefix + wk] = id.workload;
   // The pod's direct owners below the workload.
-  if (pod.owner?.kind === 'ReplicaSet' && id.workloadKind === 'Deployment') out[`${prefix}k8s.replicaset.name`] = pod.owner.name;
-  if (pod.owner?.kind === 'Job' && id.workloadKind === 'CronJob') out[`${prefix}k8s.job.name`] = pod.owner.name;
+  if (pod.owner?.kind === 'ReplicaSet' && id.workloadKind === 'Deployment') out[prefix + K8sAttr.replicasetName] = pod.owner.name;
+  if (pod.owner?.kind === 'Job' && id.workloadKind === 'CronJob') out[prefix + K8sAttr.jobName] = pod.owner.name;
 }
 
 /**
@@ -349,19 +353,19 @@ export function logAttributes(
     const p = peers.source;
     out[LogAttr.srcWorkload] = p.name;
     out[LogAttr.srcNamespace] = p.namespace;
-    addK8sAttrs(out, 'source.', p, podIdentity(p, index, opts));
+    addK8sAttrs(out, SemconvAttr.sourcePrefix, p, podIdentity(p, index, opts));
   }
   if (peers.destination !== undefined) {
     const p = peers.destination;
     out[LogAttr.dstWorkload] = p.name;
     out[LogAttr.dstNamespace] = p.namespace;
-    addK8sAttrs(out, 'destination.', p, podIdentity(p, index, opts));
+    addK8sAttrs(out, SemconvAttr.destinationPrefix, p, podIdentity(p, index, opts));
   }
   if (peers.service !== undefined) {
     const s = peers.service;
     out[LogAttr.dstService] = serviceFqdn(s, opts);
-    out['destination.k8s.service.name'] = s.name;
-    out['destination.k8s.service.namespace'] = s.namespace;
+    out[SemconvAttr.destinationPrefix + K8sAttr.serviceName] = s.name;
+    out[SemconvAttr.destinationPrefix + K8sAttr.serviceNamespace] = s.namespace;
     if (peers.destination === undefined) out[LogAttr.dstNamespace] = s.namespace;
   }
   return out;

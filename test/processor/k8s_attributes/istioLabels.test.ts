@@ -282,13 +282,14 @@ describe('istioAttributes', () => {
       want: { ...COMMON, direction: 'OUTBOUND', reporter: 'source', ...debugSrc, destination_pod_address: '203.0.113.7' },
     },
     {
-      name: 'failed connect: response_flags UF, failure key consumed',
+      name: 'failed connect: response_flags UF, the failure key consumed into error.type',
       in: attrs('OUTBOUND', '10.244.0.24', '10.244.0.11', 81, { [RawAttr.failureReason]: 'refused' }),
       want: {
         ...COMMON,
         direction: 'OUTBOUND',
         reporter: 'source',
         response_flags: 'UF',
+        'error.type': 'ECONNREFUSED',
         ...debugSrc,
         ...dst('10.244.0.11', 'httpbin-5c5944c58c-v9mlk', 'httpbin', 'default', 'httpbin', 'v1'),
         connection_security_policy: 'none',
@@ -314,6 +315,7 @@ describe('istioAttributes', () => {
       reporter: 'source',
       request_protocol: 'tcp',
       response_flags: 'UF',
+      'error.type': 'ETIMEDOUT',
     });
   });
 
