@@ -218,6 +218,67 @@ describe('otlp exporter', () => {
     await exp.shutdown();
   });
 
+  it('semconv schema: semantic-convention names, UCUM units in the metadata, seconds; log records with the attributes once and a short body', async () => {
+    rx.metricsRequests.length = 0;
+    rx.logsRequests.length = 0;
+    const c = cfg({ schema: 'semconv' });
+    const exp = otlpExporterFactory.createMetrics!(testSettings('otlp/semconv'), c) as OtlpMetricsExporter;
+    const logs = otlpExporterFactory.createLogs!(testSettings('otlp/semconv'), c) as OtlpLogsExporter;
+    await exp.start(host);
+    await logs.start(host);
+    exp.consumeMetrics({ points: [flowPoint(SLEEP_TO_HTTPBIN, { opened: 1, closed: 1, receivedBytes: 231, durationsSec: [0.25, 1.5] })] });
+    exp.consumeMetrics({ points: [flowPoint({ ...SLEEP_TO_HTTPBIN, reporter: 'source', 'error.type': 'ECONNREFUSED' }, { failed: 2 })] });
+    logs.consumeLogs({ entries: [{ ...logEntry(3, 'fail'), attributes: { 'source.k8s.pod.name': 'sleep-1', 'src.workload': 'sleep-1' } }] });
+    await logs.forceFlush();
+    await waitFor(() => rx.points().some((p) => p.metric === 'kmesh.tcp.connection.failed'), 5000, 'semconv metrics');
+    await waitFor(() => rx.logs().length === 1, 5000, 'one semconv log record');
+    const ids = {
+      'client.service.name': 'sleep',
+      'destination.address': '10.244.0.11',
+      'destination.k8s.namespace.name': 'default',
+      'destination.k8s.pod.name': 'httpbin-5c5944c58c-v9mlk',
+      'destination.k8s.service.name': 'httpbin',
+      'kmesh.reporter': 'destination',
+      'network.transport': 'tcp',
+      'server.address': 'httpbin.default.svc.cluster.local',
+      'server.service.name': 'httpbin',
+      'source.k8s.namespace.name': 'default',
+    };
+    const last = (name: string) => rx.points().filter((p) => p.metric === name).at(-1)!;
+    const received = last('kmesh.tcp.received');
+    assert.equal(received.unit, 'By');
+    assert.equal(received.kind, 'sum');
+    assert.equal(received.monotonic, true);
+    assert.equal(received.value, 231);
+    assert.deepEqual(received.attributes, ids);
+    assert.equal(last('kmesh.tcp.connection.opened').unit, '{connection}');
+    const duration = last('kmesh.tcp.connection.duration');
+    assert.equal(duration.unit, 's');
+    assert.equal(duration.kind, 'histogram');
+    assert.equal(duration.value, 2);
+    assert.equal(duration.sum, 1.75, 'seconds');
+    const failed = last('kmesh.tcp.connection.failed');
+    assert.equal(failed.value, 2);
+    assert.deepEqual(failed.attributes, { ...ids, 'kmesh.reporter': 'source', 'error.type': 'ECONNREFUSED' });
+    assert.ok(!rx.points().some((p) => p.metric.startsWith('kmesh_tcp_')), 'no Kmesh-named family on this exporter');
+
+    const [r] = rx.logs();
+    assert.equal(r!.body, 'tcp connect failed: ECONNREFUSED');
+    assert.equal(r!.severityText, 'WARN');
+    assert.deepEqual({ ...r!.attributes }, {
+      'network.transport': 'tcp', 'network.type': 'ipv4',
+      'network.local.address': '10.244.0.13', 'network.local.port': 9080,
+      'network.peer.address': '10.244.0.17', 'network.peer.port': 40003,
+      'server.address': '10.244.0.13', 'server.port': 9080, 'client.address': '10.244.0.17', 'client.port': 40003,
+      'kmesh.sent_bytes': 5, 'kmesh.received_bytes': 292, 'kmesh.retransmissions': 1, 'kmesh.srtt': 0.00025, 'kmesh.min_rtt': 0.0001,
+      'kmesh.response_flags': 'UF', 'error.type': 'ECONNREFUSED', 'source.k8s.pod.name': 'sleep-1',
+      'kmesh.reporter': 'destination', 'kmesh.connection.event': 'fail', 'kmesh.connection.duration': 0.002733902,
+      'kmesh.lost_packets': 0, 'kmesh.tcp.state': 'CLOSE',
+    });
+    await exp.shutdown();
+    await logs.shutdown();
+  });
+
   for (const consumers of [1, 40]) {
     it(`delivers every record with num_consumers ${consumers}, counted exactly, no export refused`, async () => {
       rx.logsRequests.length = 0;
