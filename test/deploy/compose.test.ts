@@ -21,6 +21,7 @@ import {
   runTool,
   validateConfigText,
 } from './expected.js';
+import { agentSpanAttributes } from './spanAttributes.js';
 
 type Obj = Record<string, unknown>;
 const obj = (v: unknown, what: string): Obj => {
@@ -177,6 +178,16 @@ describe('deploy/compose/kmesh-otel/config.yaml', () => {
     assert.ok((metrics.exporters as string[]).includes('otlp'), 'metrics must go to otlp');
     assert.ok((logs.exporters as string[]).includes('otlp'), 'logs must go to otlp');
   });
+
+  it('has a traces pipeline from the ebpf receiver through k8s_attributes to the collector', () => {
+    const pipelines = obj(obj(agentConfig.service, 'service').pipelines, 'service.pipelines');
+    const traces = obj(pipelines.traces, 'pipelines.traces');
+    assert.deepEqual(traces.receivers, ['ebpf']);
+    assert.deepEqual(traces.processors, ['k8s_attributes']);
+    assert.deepEqual(traces.exporters, ['otlp'], 'spans go to the collector (and on to Tempo) over OTLP');
+    // The same OTLP exporter as the other signals: the collector's OTLP/gRPC port (checked below).
+    assert.match(String(obj(obj(agentConfig.exporters, 'exporters').otlp, 'exporters.otlp').endpoint), /\$\{env:KMESH_OTEL_OTLP_ENDPOINT/);
+  });
 });
 
 describe('the compose services agree', () => {
@@ -234,6 +245,47 @@ describe('the compose services agree', () => {
     const tempoExporter = Object.entries(collectorExporters).find(([, v]) => String(obj(v, 'exporter').endpoint).startsWith('tempo:'));
     assert.ok(tempoExporter !== undefined, 'no collector exporter to tempo');
     assert.equal(portOf(String(grpc.endpoint)), portOf(String(obj(tempoExporter[1], 'exporter').endpoint)));
+  });
+
+  it('Tempo\'s service graph is on and remote-writes to the compose Prometheus, which accepts remote writes', () => {
+    const tempo = obj(parse(readText(join(composeDir, 'tempo', 'config.yaml'))), 'tempo config');
+    const defaults = obj(obj(tempo.overrides, 'overrides').defaults, 'overrides.defaults');
+    assert.deepEqual(obj(defaults.metrics_generator, 'overrides.defaults.metrics_generator').processors, ['service-graphs']);
+    const generator = obj(tempo.metrics_generator, 'metrics_generator');
+    const writes = arr(obj(generator.storage, 'metrics_generator.storage').remote_write, 'remote_write').map((w) => String(obj(w, 'remote_write entry').url));
+    const promPort = portOf(String(arr(obj(services.prometheus, 'prometheus').ports, 'prometheus.ports')[0]).split(':').slice(-2).join(':'));
+    assert.deepEqual(writes, [`http://prometheus:${promPort}/api/v1/write`]);
+    const promArgs = arr(obj(services.prometheus, 'prometheus').command, 'prometheus.command');
+    assert.ok(promArgs.includes('--web.enable-remote-write-receiver'), 'Prometheus must accept remote writes');
+    // The service map of Grafana's Tempo data source reads those series from Prometheus.
+    const ds = (parse(readText(join(composeDir, 'grafana', 'provisioning', 'datasources', 'datasources.yaml'))) as { datasources: Obj[] }).datasources;
+    const tempoDs = ds.find((d) => d.type === 'tempo');
+    const promDs = ds.find((d) => d.type === 'prometheus');
+    assert.equal(obj(obj(tempoDs?.jsonData, 'tempo jsonData').serviceMap, 'serviceMap').datasourceUid, promDs?.uid);
+  });
+
+  it('the collector names each span\'s node after the end it describes, with attributes the agent sets', () => {
+    const pipelines = obj(obj(collectorConfig.service, 'service').pipelines, 'collector pipelines');
+    const procs = obj(pipelines.traces, 'traces').processors as string[];
+    const t = procs.indexOf('transform/connection_ends');
+    const g = procs.indexOf('groupbyattrs/connection_ends');
+    assert.ok(t >= 0 && g > t, 'transform sets service.name per span, then groupbyattrs moves it to the resource');
+    const processors = obj(collectorConfig.processors, 'processors');
+    assert.deepEqual(obj(processors['groupbyattrs/connection_ends'], 'groupbyattrs').keys, ['service.name']);
+    const statements = arr(obj(arr(obj(processors['transform/connection_ends'], 'transform').trace_statements, 'trace_statements')[0], 'statements').statements, 'statements') as string[];
+    const known = agentSpanAttributes();
+    let named = 0;
+    for (const st of statements) {
+      for (const m of st.matchAll(/attributes\["([^"]+)"\]/g)) {
+        if (m[1] === 'service.name') continue;
+        assert.ok(known.has(m[1]!), `"${m[1]}" is not an attribute the agent's spans carry (in: ${st})`);
+        named++;
+      }
+      // CLIENT spans are named after the client (source.*), SERVER spans after the server (destination.*).
+      if (st.includes('SPAN_KIND_CLIENT')) assert.doesNotMatch(st, /destination\./, st);
+      if (st.includes('SPAN_KIND_SERVER')) assert.doesNotMatch(st, /source\./, st);
+    }
+    assert.ok(named >= 5, 'the statements read the agent\'s attributes');
   });
 
   it('Loki accepts OTLP (structured metadata on a v13 TSDB schema)', () => {

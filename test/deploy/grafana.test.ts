@@ -12,16 +12,25 @@ import { parse } from 'yaml';
 import { agentResource } from '../../src/service/resource.js';
 import { KMESH_FAMILIES } from '../../src/metrics/schemas/kmesh.js';
 import { composeDir, composeFile, readText } from './expected.js';
+import { agentSpanAttributes } from './spanAttributes.js';
 
 interface Target {
   refId?: string;
   expr?: string;
+  /** TraceQL (Tempo targets). */
+  query?: string;
   datasource?: { type?: string; uid?: string };
+}
+interface DataLink {
+  title?: string;
+  url?: string;
+  internal?: { datasourceUid?: string; query?: { queryType?: string; query?: string } };
 }
 interface Panel {
   id?: number;
   type: string;
   title?: string;
+  fieldConfig?: { defaults?: { links?: DataLink[] } };
   datasource?: { type?: string; uid?: string };
   targets?: Target[];
   panels?: Panel[];
@@ -167,6 +176,54 @@ describe('deploy/compose/grafana/dashboards/kmesh-otel.json', () => {
     for (const v of dashboard.templating?.list ?? []) {
       for (const series of metricNamesIn(JSON.stringify(v.query ?? ''))) {
         assert.ok(familyOf(series) !== undefined, `variable $${v.name}: ${series} is not a metric family of the agent`);
+      }
+    }
+  });
+});
+
+/** `span.x.y` attribute names in a TraceQL query. */
+function spanAttributesIn(traceql: string): string[] {
+  return [...traceql.matchAll(/\bspan\.([a-z0-9_.]+[a-z0-9_])/g)].map((m) => m[1]!);
+}
+
+describe('dashboard links to connection spans in Tempo', () => {
+  const known = agentSpanAttributes();
+  const failedByWorkload = panels.find((p) => (p.targets ?? []).some((t) => (t.expr ?? '').includes('kmesh_tcp_workload_conntections_failed_total')));
+
+  it('the failing-workload panel links each series to its error spans with a TraceQL query on that workload', () => {
+    assert.ok(failedByWorkload !== undefined, 'no panel shows failed connections by workload');
+    const links = (failedByWorkload.fieldConfig?.defaults?.links ?? []).filter((l) => l.internal?.datasourceUid !== undefined);
+    assert.equal(links.length, 1, 'one data link into Tempo');
+    const link = links[0]!;
+    assert.equal(uidType.get(link.internal!.datasourceUid!), 'tempo', 'the link opens the Tempo data source');
+    assert.equal(link.internal!.query?.queryType, 'traceql');
+    const q = link.internal!.query?.query ?? '';
+    assert.match(q, /\bstatus = error\b/);
+    assert.match(q, /\bkind = client\b/, 'failed connects are CLIENT spans');
+    // The series' own labels fill the query: the workload and its namespace, as the panel groups them.
+    const grouped = /sum by \(([^)]*)\)/.exec(failedByWorkload.targets![0]!.expr!)![1]!.split(',').map((l) => l.trim());
+    const used = [...q.matchAll(/\$\{__field\.labels\.([a-z_]+)\}/g)].map((m) => m[1]!);
+    assert.deepEqual([...new Set(used)].sort(), ['destination_workload', 'destination_workload_namespace']);
+    for (const l of used) assert.ok(grouped.includes(l), `the panel's series carry no ${l} label`);
+    // Namespace and every workload kind of the destination, under the names the agent's spans carry.
+    const attrs = spanAttributesIn(q);
+    for (const a of attrs) assert.ok(known.has(a), `span.${a} is not an attribute of the agent's spans`);
+    assert.ok(attrs.includes('destination.k8s.namespace.name'));
+    for (const kind of ['deployment', 'statefulset', 'daemonset', 'pod']) {
+      assert.ok(attrs.includes(`destination.k8s.${kind}.name`), `the query misses workloads of kind ${kind}`);
+    }
+  });
+
+  it('the Tempo panels query only provisioned Tempo sources and attributes the agent sets', () => {
+    const tempoPanels = panels.filter((p) => uidType.get(p.datasource?.uid ?? '') === 'tempo');
+    assert.ok(tempoPanels.length >= 1, 'a panel of connection spans');
+    for (const p of tempoPanels) {
+      for (const t of p.targets ?? []) {
+        const q = t.query ?? '';
+        assert.match(q, /\bstatus = error\b/, `panel "${p.title}"`);
+        const attrs = spanAttributesIn(q);
+        assert.ok(attrs.length > 0, `panel "${p.title}" names no attribute`);
+        for (const a of attrs) assert.ok(known.has(a), `panel "${p.title}": span.${a} is not an attribute of the agent's spans`);
       }
     }
   });
