@@ -25,7 +25,7 @@ import { readResults, renderMarkdown, writeResults, type ModuleResult } from './
 import { SkipBenchmark, type BenchContext, type BenchModule, type Figure } from './lib/types.js';
 
 /** Known modules, in run order. */
-export const MODULES = ['kernel', 'drain', 'receiver', 'metrics', 'freshness', 'logs', 'k8s', 'scale', 'otlp', 'walk'] as const;
+export const MODULES = ['kernel', 'perpacket', 'drain', 'receiver', 'metrics', 'freshness', 'logs', 'k8s', 'scale', 'otlp', 'walk'] as const;
 
 const TOTAL_BUDGET_S = 570; // under 10 minutes with start-up and report writing
 const DEFAULT_MODULE_BUDGET_S = 120;
