@@ -39,7 +39,7 @@ import { AGENT_DRAIN_INTERVAL_MS, cgroupRoot, closeProbe, kernelUnavailable, kme
 import { figure, median, sleep, SkipBenchmark, type BenchContext, type Figure } from './lib/types.js';
 
 export const title = "Per-packet cost: bulk transfer with no probe, the agent's probe and a probe of Kmesh's design";
-export const budgetSeconds = 75;
+export const budgetSeconds = 60;
 
 const NS_PREFIX = 'kpp';
 const WINDOW_MS = 300;
@@ -135,7 +135,7 @@ export async function run(ctx: BenchContext): Promise<Figure[]> {
     current = t;
   };
   const cycle: readonly Treatment[] = kmesh ? CYCLE : CYCLE.filter((t) => t !== 'kmesh');
-  const seconds = ctx.quick ? 5 : 14;
+  const seconds = ctx.quick ? 5 : 11;
 
   const runs: PathRun[] = [];
   for (const path of paths) {
