@@ -746,6 +746,11 @@ Napi::Value BpfProbe::DrainNow(const Napi::CallbackInfo& info) {
 // close that follows a fallback report in time was reserved after the report
 // was taken (see kmesh_conn_iter), hence consumed in (3).
 //
+// Streaming (iterateAsync with onRecords): (1) and (3) stay in ready_ and
+// the JS thread delivers them while the walk runs; `all` returns (2) only,
+// delivered after what was streamed, minus reports of sockets whose close
+// was streamed already (what the iterator does when it sees the close).
+//
 // Split in three: PrepareWalk (JS thread: checks; throws), WalkInto (a
 // thread of its own: the walk; returns 0 or an errno) and the two front
 // ends, iterate() (synchronous) and iterateAsync() (result delivered to a

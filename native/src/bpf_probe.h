@@ -13,7 +13,9 @@
 //   detachCgroups()                  destroy those links, keep the rest (re-attachable)
 //   startDrain(onBatch, pollMs)      native thread: ringbuf -> one Buffer per batch
 //   drainNow() / iterate()           synchronous reads (tests)
-//   iterateAsync(cb)                 the periodic walk on a thread of its own
+//   iterateAsync(cb[, onRecords])    the periodic walk on a thread of its own
+//                                    (with onRecords: streamed in chunks of one
+//                                    reused buffer while it runs)
 //   close()                          stop thread, destroy links, free everything
 //
 // Ordering: every record consumed from the ringbuf, by whichever thread,
