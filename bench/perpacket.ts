@@ -46,6 +46,10 @@ const WINDOW_MS = 300;
 const CYCLE = ['none', 'agent', 'kmesh', 'kmesh', 'agent', 'none'] as const;
 type Treatment = (typeof CYCLE)[number];
 const VETH_MTU = 1500;
+/** The stats phase at the end of each path: windows per probe, and their length. */
+const STATS_WINDOWS = 2;
+const STATS_WINDOW_MS = 400;
+const STATS_PHASE_S = (2 * STATS_WINDOWS * (STATS_WINDOW_MS + 50)) / 1000 + 0.5;
 const AGENT_TARGET = 0.99;
 
 /** rx bytes of `iface` in the namespace of process `pid`. */
@@ -91,6 +95,12 @@ interface PathRun {
   send: BulkResult;
   kmeshPackets: number;
   kmeshBytes: number;
+  /** Stats phase, per window: ms of the probe's own BPF run time per GiB received. */
+  probeMsPerGiB: Record<'agent' | 'kmesh', number[]>;
+  /** Stats phase: program runs per GiB, ns per run (Kmesh design). */
+  kmeshRunsPerGiB: number;
+  kmeshNsPerRun: number;
+  agentRuns: number;
 }
 
 export async function run(ctx: BenchContext): Promise<Figure[]> {
@@ -111,6 +121,10 @@ export async function run(ctx: BenchContext): Promise<Figure[]> {
   // The agent's probe, loaded and drained as the agent does; attached only in its windows.
   const agent: BpfProbe = await openProbe({ attach: false });
   ctx.onCleanup(() => closeProbe(agent));
+  const agentStats = (): { runs: number; ns: number } => {
+    const st = agent.programStats();
+    return { runs: Number(st.runCount), ns: Number(st.runTimeNs) };
+  };
   let agentRecords = 0;
   agent.startDrain((b) => (agentRecords += b.length / RECORD_SIZE), AGENT_DRAIN_INTERVAL_MS);
 
@@ -135,7 +149,7 @@ export async function run(ctx: BenchContext): Promise<Figure[]> {
     current = t;
   };
   const cycle: readonly Treatment[] = kmesh ? CYCLE : CYCLE.filter((t) => t !== 'kmesh');
-  const seconds = ctx.quick ? 5 : 11;
+  const seconds = ctx.quick ? 6 : 12;
 
   const runs: PathRun[] = [];
   for (const path of paths) {
@@ -144,11 +158,16 @@ export async function run(ctx: BenchContext): Promise<Figure[]> {
     const sending = runSend(path.addr, sink.port, seconds, 1, path.sendNs);
     sending.catch(() => undefined); // awaited below
     const windows: Window[] = [];
+    const probeMsPerGiB: PathRun['probeMsPerGiB'] = { agent: [], kmesh: [] };
+    let statRuns = 0;
+    let statNs = 0;
+    let statGiB = 0;
+    let agentRuns = 0;
     const packets0 = kmesh ? await kmesh.count() : 0;
     let kmeshBytes = 0;
     try {
       await sleep(500); // slow start over, the stream at full rate
-      const end = Date.now() + (seconds - 1.2) * 1000;
+      const end = Date.now() + (seconds - 1.2 - (kmesh ? STATS_PHASE_S : 0)) * 1000;
       while (Date.now() + cycle.length * WINDOW_MS < end) {
         for (const t of cycle) {
           await set(t);
@@ -161,6 +180,36 @@ export async function run(ctx: BenchContext): Promise<Figure[]> {
           const secs = Number(process.hrtime.bigint() - h0) / 1e9;
           windows.push({ t, bytesPerSec: (b1 - b0) / secs, cpuSeconds: c1 - c0, bytes: b1 - b0 });
           if (t === 'kmesh') kmeshBytes += b1 - b0;
+        }
+      }
+      if (kmesh) {
+        // The probes' own kernel time under the same stream: BPF run-time
+        // stats on for this phase only (two clock reads per program run, which
+        // would weigh on the throughput windows above), one window per probe,
+        // alternating. Machine-wide while on, so the agent's sockops counts too.
+        await kmesh.statsOn();
+        try {
+          for (let i = 0; i < STATS_WINDOWS; i++) {
+            for (const t of ['agent', 'kmesh'] as const) {
+              await set(t);
+              const b0 = rxBytes(sink.pid, path.iface);
+              const s0 = t === 'agent' ? agentStats() : await kmesh.stats();
+              await sleep(STATS_WINDOW_MS);
+              const s1 = t === 'agent' ? agentStats() : await kmesh.stats();
+              const gib = (rxBytes(sink.pid, path.iface) - b0) / 2 ** 30;
+              probeMsPerGiB[t].push((s1.ns - s0.ns) / 1e6 / gib);
+              if (t === 'kmesh') {
+                statRuns += s1.runs - s0.runs;
+                statNs += s1.ns - s0.ns;
+                statGiB += gib;
+              } else {
+                agentRuns += s1.runs - s0.runs;
+              }
+              await set('none');
+            }
+          }
+        } finally {
+          await kmesh.statsOff();
         }
       }
     } finally {
@@ -194,7 +243,10 @@ export async function run(ctx: BenchContext): Promise<Figure[]> {
         `; ratio agent ${median(ratio.agent).toFixed(3)}` +
         (kmesh ? `, kmesh ${median(ratio.kmesh).toFixed(3)}; ${kmeshPackets} packets counted by the Kmesh-design probe` : ''),
     );
-    runs.push({ path, windows, ratio, cpuPerGiB, send, kmeshPackets, kmeshBytes });
+    runs.push({
+      path, windows, ratio, cpuPerGiB, send, kmeshPackets, kmeshBytes, probeMsPerGiB,
+      kmeshRunsPerGiB: statRuns / statGiB, kmeshNsPerRun: statNs / statRuns, agentRuns,
+    });
   }
   await kmesh?.close();
   const { sockops } = agent.programIds();
@@ -247,6 +299,24 @@ export async function run(ctx: BenchContext): Promise<Figure[]> {
           runs: r.ratio.kmesh,
           comparison: { title: "the agent's probe / no probe, same cycles", runs: r.ratio.agent },
           notes: `${method} ${rateNote}`,
+        }),
+      );
+    }
+    if (kmesh) {
+      figs.push(
+        figure({
+          id: `perpacket.${r.path.name}_kmesh_probe_cpu`,
+          title: `Kernel time in a Kmesh-design probe's own programs per GiB received over ${r.path.label}`,
+          unit: 'ms/GiB',
+          runs: r.probeMsPerGiB.kmesh,
+          notes:
+            `BPF run-time stats (run_time_ns of the probe's programs, BPF_ENABLE_STATS on for this phase only) over ` +
+            `${STATS_WINDOWS} windows of ${STATS_WINDOW_MS} ms at the end of the path's stream, alternating with the agent's probe: ` +
+            `${Math.round(r.kmeshRunsPerGiB).toLocaleString('en-US')} program runs per GiB (sockops + both cgroup_skb ` +
+            `programs), ${Math.round(r.kmeshNsPerRun)} ns per run (the stats' own two clock reads included). The agent's ` +
+            `probe in its windows of the same phase: ${r.agentRuns} runs of its sockops program, ` +
+            `${median(r.probeMsPerGiB.agent).toFixed(3)} ms/GiB: it has no per-packet hook. This is the kernel CPU the ` +
+            `design adds per GiB, free of the machine's noise that the throughput ratios carry.`,
         }),
       );
     }

@@ -14,6 +14,11 @@
  *       detach  -> `detached`   every link destroyed
  *       count   -> `<n>`        sum over CPUs of the per-CPU array
  *                               `skb_counted` (0 if the object has none)
+ *       stats-on  -> `stats on`  kernel BPF run-time stats on (BPF_ENABLE_STATS,
+ *                               machine-wide while held: every program counts)
+ *       stats-off -> `stats off`
+ *       stats   -> `<runs> <ns>`  run_cnt and run_time_ns summed over the
+ *                               object's programs
  *     At EOF on stdin (the parent closed the pipe or died) it exits; links
  *     are never pinned, so the kernel detaches everything with the process.
  *     PR_SET_PDEATHSIG kills it with its parent.
@@ -72,7 +77,7 @@ int main(int argc, char **argv)
 	struct bpf_program *prog;
 	struct bpf_object *obj;
 	struct bpf_map *counted;
-	int nlinks = 0, cg, err;
+	int nlinks = 0, cg, err, stats_fd = -1;
 	char cmd[64];
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the benchmark */
@@ -121,6 +126,31 @@ int main(int argc, char **argv)
 					sum += v[i];
 			free(v);
 			printf("%llu\n", sum);
+		} else if (strcmp(cmd, "stats-on\n") == 0) {
+			if (stats_fd < 0)
+				stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+			if (stats_fd < 0)
+				printf("error stats: %s\n", strerror(errno));
+			else
+				printf("stats on\n");
+		} else if (strcmp(cmd, "stats-off\n") == 0) {
+			if (stats_fd >= 0)
+				close(stats_fd);
+			stats_fd = -1;
+			printf("stats off\n");
+		} else if (strcmp(cmd, "stats\n") == 0) {
+			unsigned long long runs = 0, ns = 0;
+
+			bpf_object__for_each_program(prog, obj) {
+				struct bpf_prog_info pi = {};
+				__u32 len = sizeof pi;
+
+				if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &pi, &len) == 0) {
+					runs += pi.run_cnt;
+					ns += pi.run_time_ns;
+				}
+			}
+			printf("%llu %llu\n", runs, ns);
 		} else {
 			printf("error unknown command\n");
 		}

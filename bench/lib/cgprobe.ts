@@ -40,6 +40,11 @@ export interface CgProbe {
   detach(): Promise<void>;
   /** Sum over CPUs of the object's per-CPU `skb_counted` (0 if it has none). */
   count(): Promise<number>;
+  /** Kernel BPF run-time stats on / off (machine-wide while on: every program's run_cnt and run_time_ns count). */
+  statsOn(): Promise<void>;
+  statsOff(): Promise<void>;
+  /** run_cnt and run_time_ns summed over the object's programs (they grow only while stats are on). */
+  stats(): Promise<{ runs: number; ns: number }>;
   /** Detaches everything and waits for the child to exit. Idempotent. */
   close(): Promise<void>;
 }
@@ -96,6 +101,12 @@ export function startCgProbe(objectPath: string, cgroup: string, timeoutMs = 20_
         attach: async () => void (await ask('attach', 'attached')),
         detach: async () => void (await ask('detach', 'detached')),
         count: async () => Number(await ask('count')),
+        statsOn: async () => void (await ask('stats-on', 'stats on')),
+        statsOff: async () => void (await ask('stats-off', 'stats off')),
+        stats: async () => {
+          const [runs, ns] = (await ask('stats')).split(' ').map(Number);
+          return { runs: runs ?? NaN, ns: ns ?? NaN };
+        },
         close,
       };
     },
