@@ -314,9 +314,11 @@ export async function run(ctx: BenchContext): Promise<Figure[]> {
             `${STATS_WINDOWS} windows of ${STATS_WINDOW_MS} ms at the end of the path's stream, alternating with the agent's probe: ` +
             `${Math.round(r.kmeshRunsPerGiB).toLocaleString('en-US')} program runs per GiB (sockops + both cgroup_skb ` +
             `programs), ${Math.round(r.kmeshNsPerRun)} ns per run (the stats' own two clock reads included). The agent's ` +
-            `probe in its windows of the same phase: ${r.agentRuns} runs of its sockops program, ` +
-            `${median(r.probeMsPerGiB.agent).toFixed(3)} ms/GiB: it has no per-packet hook. This is the kernel CPU the ` +
-            `design adds per GiB, free of the machine's noise that the throughput ratios carry.`,
+            `probe in its windows of the same phase: ${r.agentRuns} runs of its sockops program ` +
+            `(${median(r.probeMsPerGiB.agent).toFixed(3)} ms/GiB if charged to the stream): at the cgroup root it runs on ` +
+            `the connection events of every TCP socket of this shared node, other processes' included, and never per ` +
+            `packet (the stream's sockets have only the state callback on). This is the kernel CPU the design adds ` +
+            `per GiB, free of the machine's noise that the throughput ratios carry.`,
         }),
       );
     }
