@@ -135,8 +135,8 @@ async function toggledRun(opts: ChurnOptions, objectPath: string | undefined): P
  * run-time stats on (the agent runs without them: two clock reads per
  * program run), for the ns-per-invocation figure.
  */
-async function statsRun(opts: ChurnOptions): Promise<{ churn: ChurnResult; runCount: number; runTimeNs: number; statsEnabled: boolean }> {
-  const probe = await openProbe({ runTimeStats: true });
+async function statsRun(opts: ChurnOptions, objectPath?: string): Promise<{ churn: ChurnResult; runCount: number; runTimeNs: number; statsEnabled: boolean }> {
+  const probe = await openProbe({ runTimeStats: true, ...(objectPath ? { objectPath } : {}) });
   try {
     const ids = probe.programIds();
     probe.startDrain(() => {}, AGENT_DRAIN_INTERVAL_MS);
@@ -170,6 +170,7 @@ export async function run(ctx: BenchContext): Promise<Figure[]> {
   const paths = new Map<Treatment, string | undefined>([['agent', undefined], ...levels.map((l) => [l, floorObject(l)] as [Treatment, string])]);
   const runs = new Map<Treatment, ToggledRun[]>([...paths.keys()].map((t) => [t, []]));
   const withStats: Array<Awaited<ReturnType<typeof statsRun>>> = [];
+  const floorStats: Array<Awaited<ReturnType<typeof statsRun>>> = [];
   // Two passes in opposite order (ABBA over the treatments).
   const order: Treatment[] = ['agent', ...levels];
   for (const pass of [order, [...order].reverse()]) {
@@ -189,6 +190,8 @@ export async function run(ctx: BenchContext): Promise<Figure[]> {
     }
     const s = await statsRun({ ...churnOpts, seconds: 2 });
     withStats.push(s);
+    // The same for floor probe 3: what the agent's program does per connection beyond it, in kernel time.
+    floorStats.push(await statsRun({ ...churnOpts, seconds: 2 }, paths.get(3)));
     ctx.log(
       `attached, stats on: ${Math.round(s.churn.rate)} conn/s, ` +
         `${s.runCount > 0 ? (s.runTimeNs / s.runCount).toFixed(0) : '-'} ns/run, ${(s.runCount / Math.max(1, s.churn.connections)).toFixed(1)} runs/conn`,
@@ -278,6 +281,42 @@ export async function run(ctx: BenchContext): Promise<Figure[]> {
       (withStats.every((a) => a.statsEnabled) ? '' : 'Stats could not be enabled in some runs: those runs are left out.'),
   });
 
+  const perConn = (runs: typeof withStats): number[] =>
+    runs.filter((a) => a.runCount > 0 && a.churn.connections > 0).map((a) => a.runTimeNs / a.churn.connections);
+  const perConnFig = figure({
+    id: 'kernel.sockops_ns_per_connection',
+    title: 'sockops program run time per connection, the agent\'s probe against floor probe 3',
+    unit: 'ns',
+    command: cmd,
+    runs: perConn(withStats),
+    comparison: { title: 'floor probe 3 (bench/lib/floor.bpf.c), same passes', runs: perConn(floorStats) },
+    notes:
+      `Kernel BPF run-time stats (run_time_ns over the connections the generator completed) in one 2 s churn run ` +
+      `per pass and probe, attached throughout with stats on; the stats add two clock reads to every invocation ` +
+      `(both probes alike), so the difference, not the absolute value, is the agent's own extra work per ` +
+      `connection: the tuple, the netns cookie, five clock reads (connect, both establishments, both closes), ` +
+      `the TCP counters of four full records, the closing flag. Compare with a connection's whole CPU cost at ` +
+      `the churn rate (cores / connections per second) to see how much of kernel.churn's gap to ` +
+      `kernel.churn_floor_records it explains.`,
+  });
+
+  const floor3Runs = runs.get(3)!;
+  const vsFloor = figure({
+    id: 'kernel.churn_vs_floor_records',
+    title: "Loopback connection churn, the agent's probe / floor probe 3 (each against its own not-attached windows)",
+    unit: '× floor probe 3',
+    command: cmd,
+    runs: agentRuns.map((r, i) => (floor3Runs[i] ? median(r.ratios) / median(floor3Runs[i]!.ratios) : NaN)),
+    target: '>= 0.98 × floor probe 3',
+    check: (f) => f.median >= 0.98,
+    notes:
+      `One run per pass: the agent's median attached/not-attached ratio over that pass's windows divided by floor ` +
+      `probe 3's in the same pass (kernel.churn and kernel.churn_floor_records). Floor probe 3 sends the same four ` +
+      `records per connection without reading a TCP counter; what the agent's program does beyond it, in kernel ` +
+      `time, is kernel.sockops_ns_per_connection. Over all windows of both passes: ` +
+      `${(median(all('agent', (r) => r.ratios)) / median(all(3, (r) => r.ratios))).toFixed(3)}.`,
+  });
+
   const drained = figure({
     id: 'kernel.churn_records',
     title: 'Records delivered to JS during attached churn (drain thread)',
@@ -308,5 +347,5 @@ export async function run(ctx: BenchContext): Promise<Figure[]> {
         `levels 1 and 2: none); lost: ${fr.reduce((a, r) => a + r.lost, 0)}.`,
     });
   });
-  return [churnFig, lostFig, nsFig, drained, ...floorFigs];
+  return [churnFig, vsFloor, lostFig, nsFig, perConnFig, drained, ...floorFigs];
 }

@@ -2,7 +2,8 @@
 /*
  * Bounded loopback TCP load generator for the kernel benchmarks. Compiled by
  * bench/lib/loadgen.ts into a temporary directory at bench time (never
- * committed as a binary). Talks to 127.0.0.1 only, and stops on its own.
+ * committed as a binary). Talks to 127.0.0.1, or (sink/send) to addresses of
+ * namespaces the benchmark created, and stops on its own.
  *
  *   loadgen churn SECONDS MAX_CONNS CLIENTS SERVERS PORTS REQ RESP [RATE]
  *     Listens on PORTS ephemeral ports of 127.0.0.1 (SERVERS accept threads,
@@ -19,6 +20,17 @@
  *     connections (both ends in this process, 1 byte written each way), prints
  *     {"ready":COUNT,"ports":[..]} and holds them until stdin reaches EOF
  *     (the parent exits or closes the pipe), then closes everything.
+ *
+ *   loadgen sink ADDR
+ *     Listens on an ephemeral port of IPv4 ADDR (127.0.0.1, or a test
+ *     namespace's own address), prints {"port":N}, and reads and discards
+ *     everything every accepted connection sends (one thread each, at most
+ *     MAX_THREADS) until stdin reaches EOF.
+ *
+ *   loadgen send ADDR PORT SECONDS STREAMS
+ *     Bulk transfer: STREAMS threads each connect to ADDR:PORT and write
+ *     128 KiB at a time for SECONDS. Prints {"bytes":..,"seconds":..,
+ *     "cpu_user_s":..,"cpu_sys_s":..}.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -313,6 +325,140 @@ static int hold(int argc, char **argv)
 	return 0;
 }
 
+static void *sink_thread(void *arg)
+{
+	int c = (int)(intptr_t)arg;
+	char *buf = malloc(1 << 18);
+	if (buf)
+		while (read(c, buf, 1 << 18) > 0) {
+		}
+	free(buf);
+	close(c);
+	return NULL;
+}
+
+static void *accept_thread(void *arg)
+{
+	int lfd = (int)(intptr_t)arg;
+	for (int n = 0; n < MAX_THREADS; n++) {
+		int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (c < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			break;
+		}
+		pthread_t t;
+		if (pthread_create(&t, NULL, sink_thread, (void *)(intptr_t)c) != 0)
+			close(c);
+		else
+			pthread_detach(t);
+	}
+	return NULL;
+}
+
+static int sink(int argc, char **argv)
+{
+	if (argc < 3) {
+		fprintf(stderr, "usage: loadgen sink ADDR\n");
+		return 2;
+	}
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		die("socket");
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	if (inet_pton(AF_INET, argv[2], &a.sin_addr) != 1) {
+		fprintf(stderr, "loadgen: bad IPv4 address %s\n", argv[2]);
+		return 2;
+	}
+	if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0)
+		die("bind");
+	if (listen(fd, 64) < 0)
+		die("listen");
+	socklen_t len = sizeof a;
+	getsockname(fd, (struct sockaddr *)&a, &len);
+	printf("{\"port\":%d}\n", ntohs(a.sin_port));
+	fflush(stdout);
+	pthread_t t;
+	if (pthread_create(&t, NULL, accept_thread, (void *)(intptr_t)fd) != 0)
+		die("pthread_create");
+	char b[256];
+	while (read(0, b, sizeof b) > 0) {
+	}
+	return 0; /* exit closes every connection */
+}
+
+static struct sockaddr_in g_send_to;
+static atomic_uint_fast64_t g_sent;
+
+static void *send_thread(void *arg)
+{
+	(void)arg;
+	size_t n = 1 << 17;
+	char *buf = malloc(n);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (!buf || fd < 0 || connect(fd, (struct sockaddr *)&g_send_to, sizeof g_send_to) < 0) {
+		atomic_fetch_add(&g_errors, 1);
+		goto out;
+	}
+	memset(buf, 'x', n);
+	/* A stalled peer must not hold the run past its deadline. */
+	struct timeval tmo = { .tv_sec = 2 };
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tmo, sizeof tmo);
+	while (now_s() < g_deadline) {
+		ssize_t w = write(fd, buf, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			atomic_fetch_add(&g_errors, 1);
+			break;
+		}
+		atomic_fetch_add(&g_sent, (uint64_t)w);
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return NULL;
+}
+
+static int send_bulk(int argc, char **argv)
+{
+	if (argc < 6) {
+		fprintf(stderr, "usage: loadgen send ADDR PORT SECONDS STREAMS\n");
+		return 2;
+	}
+	g_send_to.sin_family = AF_INET;
+	if (inet_pton(AF_INET, argv[2], &g_send_to.sin_addr) != 1) {
+		fprintf(stderr, "loadgen: bad IPv4 address %s\n", argv[2]);
+		return 2;
+	}
+	g_send_to.sin_port = htons((uint16_t)atoi(argv[3]));
+	double seconds = atof(argv[4]);
+	int streams = atoi(argv[5]);
+	if (seconds <= 0 || seconds > 600 || streams < 1 || streams > MAX_THREADS) {
+		fprintf(stderr, "loadgen: SECONDS within (0, 600], STREAMS within 1..%d\n", MAX_THREADS);
+		return 2;
+	}
+	double t0 = now_s();
+	g_deadline = t0 + seconds;
+	pthread_t th[MAX_THREADS];
+	for (int i = 0; i < streams; i++)
+		if (pthread_create(&th[i], NULL, send_thread, NULL) != 0)
+			die("pthread_create");
+	for (int i = 0; i < streams; i++)
+		pthread_join(th[i], NULL);
+	double t1 = now_s();
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	printf("{\"bytes\":%llu,\"seconds\":%.3f,\"errors\":%llu,\"cpu_user_s\":%.3f,\"cpu_sys_s\":%.3f}\n",
+	       (unsigned long long)atomic_load(&g_sent), t1 - t0, (unsigned long long)atomic_load(&g_errors),
+	       ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6, ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
+	fflush(stdout);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -322,6 +468,10 @@ int main(int argc, char **argv)
 		return churn(argc, argv);
 	if (argc >= 2 && strcmp(argv[1], "hold") == 0)
 		return hold(argc, argv);
-	fprintf(stderr, "usage: loadgen churn ... | loadgen hold COUNT\n");
+	if (argc >= 2 && strcmp(argv[1], "sink") == 0)
+		return sink(argc, argv);
+	if (argc >= 2 && strcmp(argv[1], "send") == 0)
+		return send_bulk(argc, argv);
+	fprintf(stderr, "usage: loadgen churn ... | loadgen hold COUNT | loadgen sink ADDR | loadgen send ADDR PORT SECONDS STREAMS\n");
 	return 2;
 }

@@ -215,3 +215,94 @@ export function holdInOneChild(count: number, timeoutMs: number, netns?: string)
     });
   });
 }
+
+/** A `loadgen sink` child: reads and discards whatever connects to `addr:port`. */
+export interface BulkSink {
+  port: number;
+  /** The sink's pid (in the sink's network namespace: /proc/<pid>/net/dev shows its interfaces). */
+  pid: number;
+  /** Closes the sink and waits for it to exit. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Spawns `bin args` directly or, with `netns`, through `ip netns exec` (which execs it: same pid). */
+function spawnIn(netns: string | undefined, bin: string, args: string[]): ChildProcess {
+  return track(
+    netns === undefined
+      ? spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'] })
+      : spawn('ip', ['netns', 'exec', netns, bin, ...args], { stdio: ['pipe', 'pipe', 'pipe'] }),
+  );
+}
+
+/** Starts `loadgen sink addr` (inside `netns` when given) and waits for its port. */
+export function startSink(addr: string, netns?: string, timeoutMs = 10_000): Promise<BulkSink> {
+  const child = spawnIn(netns, loadgenBinary(), ['sink', addr]);
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      child.stdin!.end();
+      const t = setTimeout(() => child.kill('SIGKILL'), 5_000);
+      await exited;
+      clearTimeout(t);
+    })());
+  child.stdin!.on('error', () => undefined);
+  return new Promise((resolve, reject) => {
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`loadgen sink ${addr}: no port within ${timeoutMs} ms: ${err}`));
+    }, timeoutMs);
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (!out.includes('\n')) return;
+      clearTimeout(timer);
+      try {
+        resolve({ port: (JSON.parse(out.trim()) as { port: number }).port, pid: child.pid!, stop });
+      } catch {
+        void stop();
+        reject(new Error(`loadgen sink printed: ${out}`));
+      }
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`loadgen sink ${addr} exited with ${code ?? signal}: ${err.trim()}`));
+    });
+  });
+}
+
+export interface BulkResult {
+  bytes: number;
+  seconds: number;
+  errors: number;
+  cpu_user_s: number;
+  cpu_sys_s: number;
+}
+
+/** Runs `loadgen send`: `streams` connections writing to addr:port for `seconds` (inside `netns` when given). */
+export function runSend(addr: string, port: number, seconds: number, streams: number, netns?: string): Promise<BulkResult> {
+  const child = spawnIn(netns, loadgenBinary(), ['send', addr, String(port), String(seconds), String(streams)]);
+  child.stdin!.end();
+  return new Promise((resolve, reject) => {
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), (seconds + 15) * 1000);
+    child.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (code !== 0) return reject(new Error(`loadgen send exited with ${code ?? signal}: ${err.trim()}`));
+      try {
+        resolve(JSON.parse(out.trim()) as BulkResult);
+      } catch {
+        reject(new Error(`loadgen send printed no result: ${out} ${err}`));
+      }
+    });
+  });
+}

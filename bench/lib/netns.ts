@@ -94,6 +94,23 @@ const live = new Set<BenchNamespaces>();
 let exitHook = false;
 
 /**
+ * Joins two namespaces of a set with a veth pair (`<prefix>a` in `a`,
+ * `<prefix>b` in `b`; names must fit IFNAMSIZ), addresses `addrA/24` and
+ * `addrB/24`, MTU `mtu`, both up. The pair goes away with either namespace
+ * (destroy()).
+ */
+export function linkNamespaces(a: string, b: string, ifPrefix: string, addrA: string, addrB: string, mtu: number): { ifA: string; ifB: string } {
+  const ifA = `${ifPrefix}a`;
+  const ifB = `${ifPrefix}b`;
+  ip(['-n', a, 'link', 'add', ifA, 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', ifB, 'netns', b, 'mtu', String(mtu)]);
+  ip(['-n', a, 'addr', 'add', `${addrA}/24`, 'dev', ifA]);
+  ip(['-n', b, 'addr', 'add', `${addrB}/24`, 'dev', ifB]);
+  ip(['-n', a, 'link', 'set', ifA, 'up']);
+  ip(['-n', b, 'link', 'set', ifB, 'up']);
+  return { ifA, ifB };
+}
+
+/**
  * Creates `count` namespaces `<prefix><pid>-<i>` with `lo` up. On failure
  * the ones already made are deleted before the error is thrown.
  */

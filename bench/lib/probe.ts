@@ -100,33 +100,44 @@ export const FLOOR_LEVELS = {
 export type FloorLevel = keyof typeof FLOOR_LEVELS;
 
 const FLOOR_SOURCE = fileURLToPath(new URL('./floor.bpf.c', import.meta.url));
+const KMESH_DESIGN_SOURCE = fileURLToPath(new URL('./kmesh_design.bpf.c', import.meta.url));
 const BPF_DIR = fileURLToPath(new URL('../../bpf/', import.meta.url));
-let floorDir: string | undefined;
+let benchBpfDir: string | undefined;
 
 /**
- * Compiles bench/lib/floor.bpf.c at FLOOR_LEVEL `level` into a temporary
- * directory (once per level and process) with the flags bpf/Makefile uses,
- * against the vmlinux.h `npm run build` generated; removed at exit.
+ * Compiles a bench-only BPF source into a temporary directory (once per
+ * output name and process) with the flags bpf/Makefile uses, against the
+ * vmlinux.h `npm run build` generated; removed at exit.
  */
-export function floorObject(level: FloorLevel): string {
-  if (!floorDir) {
-    floorDir = mkdtempSync(join(tmpdir(), 'kmesh-otel-floor-'));
-    const dir = floorDir;
+function compileBenchBpf(source: string, outName: string, defines: string[] = []): string {
+  if (!benchBpfDir) {
+    benchBpfDir = mkdtempSync(join(tmpdir(), 'kmesh-otel-floor-'));
+    const dir = benchBpfDir;
     process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   }
-  const out = join(floorDir, `floor-${level}.bpf.o`);
+  const out = join(benchBpfDir, outName);
   if (existsSync(out)) return out;
   const clang = process.env.CLANG ?? 'clang';
   try {
     execFileSync(
       clang,
-      ['-O2', '-g', '-target', 'bpf', '-D__TARGET_ARCH_x86', '-Wall', '-Werror', `-DFLOOR_LEVEL=${level}`,
-        '-I', join(BPF_DIR, 'include'), '-I', BPF_DIR, '-c', FLOOR_SOURCE, '-o', out],
+      ['-O2', '-g', '-target', 'bpf', '-D__TARGET_ARCH_x86', '-Wall', '-Werror', ...defines,
+        '-I', join(BPF_DIR, 'include'), '-I', BPF_DIR, '-c', source, '-o', out],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
   } catch (err) {
     const e = err as { stderr?: Buffer; message: string };
-    throw new Error(`compiling ${FLOOR_SOURCE} with ${clang} failed (needs bpf/vmlinux.h from npm run build): ${e.stderr?.toString() ?? e.message}`);
+    throw new Error(`compiling ${source} with ${clang} failed (needs bpf/vmlinux.h from npm run build): ${e.stderr?.toString() ?? e.message}`);
   }
   return out;
+}
+
+/** Compiles bench/lib/floor.bpf.c at FLOOR_LEVEL `level` (see compileBenchBpf). */
+export function floorObject(level: FloorLevel): string {
+  return compileBenchBpf(FLOOR_SOURCE, `floor-${level}.bpf.o`, [`-DFLOOR_LEVEL=${level}`]);
+}
+
+/** Compiles bench/lib/kmesh_design.bpf.c, the per-packet probe of Kmesh's design (see compileBenchBpf). */
+export function kmeshDesignObject(): string {
+  return compileBenchBpf(KMESH_DESIGN_SOURCE, 'kmesh_design.bpf.o');
 }

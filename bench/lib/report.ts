@@ -112,6 +112,15 @@ absolute figures). To size a node:
   deletes the per-socket storage an sk_storage iterator walks, \`records\` also puts the four
   open/close records through the ringbuf. They bound what any probe of this design can
   reach on the machine: the agent's probe cannot do better than \`records\`.
+- **Per-packet cost** (\`perpacket.*\`): a single bulk TCP stream over loopback and over a veth
+  pair (MTU 1500) with no probe, the agent's probe and a probe of Kmesh's design (sockops +
+  cgroup_skb ingress/egress adding every packet's length to the socket's storage,
+  bench/lib/kmesh_design.bpf.c), alternated every few hundred ms in one run. \`*_agent\` and
+  \`*_kmesh\` are throughput ratios against no probe; \`*_cpu\` the machine's busy CPU seconds
+  per GiB moved. The agent has no per-packet hook, so its ratio is 1 within the noise; the
+  Kmesh-design ratio is what counting bytes per packet costs a bulk flow (GSO/GRO keep the
+  packets far larger than the MTU, so the per-packet programs run less often than the MTU
+  suggests: the notes give the packets seen per GiB).
 - **Lost records** (\`kernel.lost_records\`): records dropped because the ringbuf was full.
   Non-zero means the agent under-counts connections at that rate; give the agent more CPU
   or a bigger ringbuf. If the machine could not reach the target rate, the notes say so.

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdio>
@@ -155,6 +156,22 @@ uint64_t CountReports(const std::vector<uint8_t>& buf) {
   for (size_t off = 0; off + sizeof(conn_record) <= buf.size(); off += sizeof(conn_record))
     if (buf[off + offsetof(conn_record, kind)] == RECORD_REPORT) n++;
   return n;
+}
+
+// One block of all the pieces (the synchronous front ends, and iterateAsync
+// without onRecords).
+std::vector<uint8_t> Concat(std::deque<std::vector<uint8_t>>&& pieces) {
+  if (pieces.size() == 1) return std::move(pieces.front());
+  std::vector<uint8_t> out;
+  size_t total = 0;
+  for (const auto& p : pieces) total += p.size();
+  out.reserve(total);
+  for (auto& p : pieces) {
+    out.insert(out.end(), p.begin(), p.end());
+    std::vector<uint8_t>().swap(p);
+  }
+  pieces.clear();
+  return out;
 }
 
 std::string ErrnoText(int err) { return std::string(strerror(err)) + " (errno " + std::to_string(err) + ")"; }
@@ -451,7 +468,7 @@ Napi::Value BpfProbe::UseSource(const Napi::CallbackInfo& info) {
   source_ = kind;
   // A first walk, kept: its records (none before the probe is attached) stay
   // in ready_ for the next drain, in order.
-  std::vector<uint8_t> all;
+  Pieces all;
   WalkStats stats;
   int err = WalkOnThread(all, stats);
   if (err == 0 && kind != SourceKind::SkStorageIter && stats.namespaces == 0) err = ENOENT;
@@ -605,6 +622,16 @@ std::vector<uint8_t> BpfProbe::TakeReady() {
   return out;
 }
 
+void BpfProbe::TakeReadyPieces(Pieces& dst) {
+  Pieces taken;
+  {
+    std::lock_guard<std::mutex> rl(readyMutex_);
+    taken.swap(ready_);
+    readyBytes_ = 0;
+  }
+  for (auto& b : taken) dst.push_back(std::move(b));
+}
+
 // Drain thread. It sleeps in epoll on the ring's fd until the kernel forces a
 // wake-up (fill threshold passed, see submit() in tcp_probe.bpf.c) or the
 // poll timeout expires. Records submitted with BPF_RB_NO_WAKEUP raise no epoll
@@ -719,6 +746,11 @@ Napi::Value BpfProbe::DrainNow(const Napi::CallbackInfo& info) {
 // close that follows a fallback report in time was reserved after the report
 // was taken (see kmesh_conn_iter), hence consumed in (3).
 //
+// Streaming (iterateAsync with onRecords): (1) and (3) stay in ready_ and
+// the JS thread delivers them while the walk runs; `all` returns (2) only,
+// delivered after what was streamed, minus reports of sockets whose close
+// was streamed already (what the iterator does when it sees the close).
+//
 // Split in three: PrepareWalk (JS thread: checks; throws), WalkInto (a
 // thread of its own: the walk; returns 0 or an errno) and the two front
 // ends, iterate() (synchronous) and iterateAsync() (result delivered to a
@@ -728,20 +760,35 @@ void BpfProbe::PrepareWalk(Napi::Env env, const char* what) {
   if (walking_.load()) Throw(env, std::string("BpfProbe.") + what + "(): a walk is in progress");
 }
 
-int BpfProbe::WalkOnThread(std::vector<uint8_t>& all, WalkStats& stats) {
+int BpfProbe::WalkOnThread(Pieces& all, WalkStats& stats) {
   int err = 0;
   std::thread t([&] { err = WalkInto(all, stats); });
   t.join();
   return err;
 }
 
-int BpfProbe::WalkInto(std::vector<uint8_t>& all, WalkStats& stats) {
+int BpfProbe::WalkInto(Pieces& all, WalkStats& stats, const std::function<void()>& stream) {
   double t0 = NowMs();
   int n = ConsumeToReady();
   if (n < 0) return -n;
-  std::vector<uint8_t> out = TakeReady();
+  const bool streaming = static_cast<bool>(stream);
+  walkStreaming_ = streaming;
+  Pieces out;
+  if (!streaming) {
+    TakeReadyPieces(out);
+  } else {
+    // (1) stays at the front of ready_; a delivery scheduled now takes it
+    // before anything read() may return (and every delivery runs before the
+    // walk's result: one queue).
+    bool any;
+    {
+      std::lock_guard<std::mutex> rl(readyMutex_);
+      any = !ready_.empty();
+    }
+    if (any && !streamPending_.exchange(true)) stream();
+  }
   std::vector<uint8_t> fallback;
-  std::vector<uint8_t> after;
+  Pieces after;
   int err = 0;
   const bool iterates = source_ == SourceKind::SkStorageIter || source_ == SourceKind::TcpIter;
   {
@@ -757,11 +804,18 @@ int BpfProbe::WalkInto(std::vector<uint8_t>& all, WalkStats& stats) {
       ~Helper() { Stop(); }
     } helper;
     if (iterates) {
-      helper.thread = std::thread([this, &helper] {
+      helper.thread = std::thread([this, &helper, &stream, streaming] {
         // The programs submit their reports without wake-ups (each one would
         // be an irq_work interrupt), so poll; a walk takes milliseconds.
         while (helper.walking.load(std::memory_order_acquire)) {
           if (ConsumeToReady() <= 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
+          if (!streaming) continue;
+          bool chunk;
+          {
+            std::lock_guard<std::mutex> rl(readyMutex_);
+            chunk = readyBytes_ >= kWalkChunkBytes;
+          }
+          if (chunk && !streamPending_.exchange(true)) stream();
         }
       });
     }
@@ -780,25 +834,17 @@ int BpfProbe::WalkInto(std::vector<uint8_t>& all, WalkStats& stats) {
     helper.Stop();
   }
   (void)ConsumeToReady();
-  {
-    std::vector<uint8_t> more = TakeReady();
-    after.insert(after.end(), more.begin(), more.end());
+  // Streaming: (3) stays in ready_, behind what was delivered already.
+  if (!streaming) TakeReadyPieces(after);
+  if (source_ != SourceKind::RttCb && source_ != SourceKind::None) {
+    stats.reported = CountReports(fallback);
+    for (const auto& p : after) stats.reported += CountReports(p);
   }
-  if (source_ != SourceKind::RttCb && source_ != SourceKind::None) stats.reported = CountReports(fallback) + CountReports(after);
-  if (out.empty() && fallback.empty()) {
-    // The usual case (the drain thread took everything before the walk and
-    // the ring never filled): no second copy of a walk-sized buffer.
-    all = std::move(after);
-  } else {
-    all.clear();
-    all.reserve(out.size() + fallback.size() + after.size());
-    all.insert(all.end(), out.begin(), out.end());
-    all.insert(all.end(), fallback.begin(), fallback.end());
-    all.insert(all.end(), after.begin(), after.end());
-  }
-  std::vector<uint8_t>().swap(out);
-  std::vector<uint8_t>().swap(fallback);
-  std::vector<uint8_t>().swap(after);
+  // (1), (2), (3), moved, not copied.
+  all.clear();
+  for (auto& p : out) all.push_back(std::move(p));
+  if (!fallback.empty()) all.push_back(std::move(fallback));
+  for (auto& p : after) all.push_back(std::move(p));
   if (err) {
     // Records already taken from the ring would be lost with the error:
     // hand them back to the front of ready_ for the next drain.
@@ -810,6 +856,7 @@ int BpfProbe::WalkInto(std::vector<uint8_t>& all, WalkStats& stats) {
   // malloc arenas; trimming returns what the fixed mmap threshold (Init) does
   // not already give back.
   malloc_trim(0);
+  walkStreaming_ = false;
   stats.durationMs = NowMs() - t0;
   return err;
 }
@@ -817,7 +864,7 @@ int BpfProbe::WalkInto(std::vector<uint8_t>& all, WalkStats& stats) {
 // Reads one iterator instance to its end. -EAGAIN: bpf_seq_read() stops
 // after MAX_ITER_OBJECTS (1M) elements when nothing was written to the
 // seq_file; the next read() resumes the walk.
-int BpfProbe::ReadIterFd(int fd, std::vector<uint8_t>& fallback, std::vector<uint8_t>& after) {
+int BpfProbe::ReadIterFd(int fd, std::vector<uint8_t>& fallback, Pieces& after) {
   std::vector<uint8_t> chunk(64 * 1024);
   for (int again = 0; again < 4096;) {
     ssize_t r = read(fd, chunk.data(), chunk.size());
@@ -833,8 +880,7 @@ int BpfProbe::ReadIterFd(int fd, std::vector<uint8_t>& fallback, std::vector<uin
     // the seq buffer) or 1M elements were visited. Empty the ring before the
     // walk resumes, so the next reports go to the ring again.
     (void)ConsumeToReady();
-    std::vector<uint8_t> more = TakeReady();
-    after.insert(after.end(), more.begin(), more.end());
+    if (!walkStreaming_) TakeReadyPieces(after);
   }
   return EAGAIN;
 }
@@ -848,7 +894,7 @@ void BpfProbe::NoteFailure(WalkStats& stats, const NetnsRef& ns, const std::stri
 // this (walk) thread one at a time. Nothing is held across namespaces or
 // walks: the iterator instance / diag socket created inside is closed before
 // the next, so a deleted namespace is released by the end of the walk.
-int BpfProbe::WalkNamespaces(std::vector<uint8_t>& fallback, std::vector<uint8_t>& after, WalkStats& stats) {
+int BpfProbe::WalkNamespaces(std::vector<uint8_t>& fallback, Pieces& after, WalkStats& stats) {
   const bool diag = source_ == SourceKind::SockDiag;
   std::vector<NetnsRef> all = ListNetns(procRoot_, netnsDirs_);
   NetnsVisitor visitor;
@@ -952,11 +998,50 @@ uint64_t BpfProbe::JoinDiagRows(const std::vector<std::pair<uint64_t, std::vecto
   return n;
 }
 
-void BpfProbe::PushBackFront(std::vector<uint8_t>&& keep) {
-  if (keep.empty()) return;
+void BpfProbe::PushBackFront(Pieces&& keep) {
   std::lock_guard<std::mutex> rl(readyMutex_);
-  readyBytes_ += keep.size();
-  ready_.push_front(std::move(keep));
+  for (auto it = keep.rbegin(); it != keep.rend(); ++it) {
+    if (it->empty()) continue;
+    readyBytes_ += it->size();
+    ready_.push_front(std::move(*it));
+  }
+}
+
+uint64_t BpfProbe::DeliverChunks(Napi::Env env, Napi::Function onRecords, Pieces& pieces,
+                                 const std::unordered_set<uint64_t>* drop, std::unordered_set<uint64_t>* closed) {
+  if (chunkBuf_.IsEmpty()) chunkBuf_ = Napi::Persistent(Napi::ArrayBuffer::New(env, kWalkChunkBytes));
+  Napi::ArrayBuffer ab = chunkBuf_.Value();
+  auto* dst = static_cast<uint8_t*>(ab.Data());
+  constexpr size_t kRec = sizeof(conn_record);
+  constexpr size_t kChunk = kWalkChunkBytes / kRec * kRec;
+  size_t fill = 0;
+  uint64_t reports = 0;
+  auto flush = [&] {
+    if (fill == 0) return;
+    onRecords.Call({Napi::Uint8Array::New(env, fill, ab, 0)});
+    fill = 0;
+  };
+  while (!pieces.empty()) {
+    const std::vector<uint8_t>& p = pieces.front();
+    // Whole records only (every producer appends whole records; a torn tail
+    // could not be decoded anyway).
+    for (size_t off = 0; off + kRec <= p.size(); off += kRec) {
+      conn_record rec;
+      memcpy(&rec, p.data() + off, kRec);
+      if (rec.kind == RECORD_REPORT) {
+        if (drop != nullptr && drop->count(rec.socket_cookie)) continue;
+        reports++;
+      } else if (closed != nullptr && (rec.kind == RECORD_CLOSE || rec.kind == RECORD_FAIL)) {
+        closed->insert(rec.socket_cookie);
+      }
+      memcpy(dst + fill, &rec, kRec);
+      fill += kRec;
+      if (fill == kChunk) flush();
+    }
+    pieces.pop_front();  // freed as soon as copied: native memory falls while JS works
+  }
+  flush();
+  return reports;
 }
 
 namespace {
@@ -992,12 +1077,12 @@ Napi::Value BpfProbe::LastWalk(const Napi::CallbackInfo& info) {
 Napi::Value BpfProbe::Iterate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   PrepareWalk(env, "iterate");
-  std::vector<uint8_t> all;
+  Pieces all;
   WalkStats stats;
   int err = WalkOnThread(all, stats);
   lastWalk_ = stats;
   if (err) ThrowErrno(env, std::string("walking the ") + SourceName(source_) + " source failed", err);
-  return ToBuffer(env, std::move(all));
+  return ToBuffer(env, Concat(std::move(all)));
 }
 
 // iterateAsync(callback(err, records, stats)): the same walk on a thread of
@@ -1009,30 +1094,74 @@ Napi::Value BpfProbe::Iterate(const Napi::CallbackInfo& info) {
 Napi::Value BpfProbe::IterateAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsFunction()) Throw(env, "iterateAsync(callback): callback must be a function");
+  const bool chunked = info.Length() >= 2 && !info[1].IsUndefined();
+  if (chunked && !info[1].IsFunction()) Throw(env, "iterateAsync(callback, onRecords): onRecords must be a function");
   PrepareWalk(env, "iterateAsync");
   if (walkThread_.joinable()) walkThread_.join();  // the previous walk's thread has delivered already
-  auto tsfn = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "kmesh_bpf_walk", 0, 1);
+  // Context of the thread-safe function: onRecords, kept alive until the walk is delivered.
+  auto* onRecords = chunked ? new Napi::FunctionReference(Napi::Persistent(info[1].As<Napi::Function>())) : nullptr;
+  auto tsfn = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "kmesh_bpf_walk", 0, 1, onRecords,
+                                            [](Napi::Env, Napi::FunctionReference* ref) { delete ref; });
   walking_.store(true);
   Ref();  // the probe outlives the walk even if JS drops it meanwhile
   try {
-    walkThread_ = std::thread([this, tsfn]() mutable {
+    walkThread_ = std::thread([this, tsfn, onRecords]() mutable {
       struct Result {
         int err;
-        std::vector<uint8_t> records;
+        Pieces records;
         WalkStats stats;
       };
       auto* result = new Result{0, {}, {}};
-      result->err = WalkInto(result->records, result->stats);
-      napi_status st = tsfn.BlockingCall(result, [this](Napi::Env env, Napi::Function cb, Result* r) {
+      // With onRecords the walk streams: whenever a chunk's worth waits in
+      // ready_, the JS thread delivers what is there, so a walk over 100k
+      // sockets never holds its 14 MB in this process at once.
+      std::function<void()> stream;
+      if (onRecords != nullptr) {
+        stream = [this, &tsfn, onRecords] {
+          napi_status st = tsfn.NonBlockingCall(this, [onRecords](Napi::Env env, Napi::Function, BpfProbe* self) {
+            self->streamPending_.store(false);  // before the take: a later chunk schedules another call
+            if (env == nullptr) return;
+            Pieces p;
+            self->TakeReadyPieces(p);
+            try {
+              self->streamedReports_ += self->DeliverChunks(env, onRecords->Value(), p, nullptr, &self->streamedCloses_);
+            } catch (const Napi::Error& e) {
+              napi_fatal_exception(env, e.Value());
+            }
+          });
+          if (st != napi_ok) streamPending_.store(false);
+        };
+      }
+      result->err = WalkInto(result->records, result->stats, stream);
+      napi_status st = tsfn.BlockingCall(result, [this, onRecords](Napi::Env env, Napi::Function cb, Result* r) {
         std::unique_ptr<Result> owned(r);
         if (env == nullptr || cb == nullptr) return;  // environment finalizing
-        // Records consumed after the walk ended, still held back: theirs is the next place in order.
-        std::vector<uint8_t> later = TakeReady();
-        owned->records.insert(owned->records.end(), later.begin(), later.end());
         walking_.store(false);
-        lastWalk_ = owned->stats;
         Unref();
         try {
+          if (onRecords != nullptr) {
+            if (!owned->err) {
+              // Streamed: what is left is (2), the reports read() returned,
+              // then the rest of ready_. A report of a socket whose close was
+              // streamed already is dropped (the close has the final totals),
+              // as the iterator drops it when it sees the close first.
+              Napi::Function fn = onRecords->Value();
+              uint64_t fallback = DeliverChunks(env, fn, owned->records, &streamedCloses_, nullptr);
+              Pieces later;
+              TakeReadyPieces(later);
+              uint64_t rest = DeliverChunks(env, fn, later);
+              if (source_ != SourceKind::RttCb && source_ != SourceKind::None) owned->stats.reported = streamedReports_ + fallback + rest;
+            }
+            streamedCloses_.clear();
+            streamedReports_ = 0;
+            // The pieces came from the walk's helper thread's malloc arena:
+            // give the freed space back now, not at the next walk's trim.
+            malloc_trim(0);
+          } else {
+            // Records consumed after the walk ended, still held back: theirs is the next place in order.
+            TakeReadyPieces(owned->records);
+          }
+          lastWalk_ = owned->stats;
           std::vector<std::tuple<std::string, std::string, bool>> f;
           for (const auto& x : owned->stats.failures) f.emplace_back(x.path, x.reason, x.first);
           Napi::Object stats = WalkStatsObject(env, SourceName(source_), owned->stats.durationMs, owned->stats.namespaces,
@@ -1042,8 +1171,10 @@ Napi::Value BpfProbe::IterateAsync(const Napi::CallbackInfo& info) {
             Napi::Error error = Napi::Error::New(env, std::string("walking the ") + SourceName(source_) + " source failed: " + ErrnoText(e));
             error.Set("errno", Napi::Number::New(env, e));
             cb.Call({error.Value(), env.Undefined(), stats});
+          } else if (onRecords != nullptr) {
+            cb.Call({env.Null(), env.Undefined(), stats});
           } else {
-            cb.Call({env.Null(), ToBuffer(env, std::move(owned->records)), stats});
+            cb.Call({env.Null(), ToBuffer(env, Concat(std::move(owned->records))), stats});
           }
         } catch (const Napi::Error& e) {
           napi_fatal_exception(env, e.Value());

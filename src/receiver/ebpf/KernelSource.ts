@@ -16,6 +16,7 @@ export type UseSourceOptions = Native.UseSourceOptions;
 
 /** One walk's records (to process as a whole, like a drained batch) and what it did. */
 export interface WalkResult {
+  /** Empty when the records went to iterate()'s `onRecords`. */
   records: Uint8Array;
   stats: WalkStats;
 }
@@ -47,8 +48,14 @@ export interface KernelSource {
    * walks on a thread of its own and resolves later (no drained batch is
    * delivered meanwhile: they follow the walk's records); fakes may answer
    * at once. Rejects with an Error that carries the walk's `stats`.
+   *
+   * With `onRecords`, a source may hand the records to it instead, in
+   * order, in several calls, each buffer valid only during its call (the
+   * real one reuses one 1 MiB buffer for every chunk and walk), and return
+   * `records` empty; processing each chunk as it comes is the same as
+   * processing the whole.
    */
-  iterate(): WalkResult | Promise<WalkResult>;
+  iterate(onRecords?: (records: Uint8Array) => void): WalkResult | Promise<WalkResult>;
   /** Records the kernel dropped because the ringbuf was full (cumulative). */
   lostRecords(): bigint;
   /**
@@ -90,12 +97,12 @@ export const nativeKernelSource: KernelSourceFactory = async (options) => {
     attach: (path) => probe.attachCgroup(path),
     startDrain: (onBatch, pollTimeoutMs) => probe.startDrain(onBatch, Math.min(60_000, Math.max(1, Math.round(pollTimeoutMs)))),
     drainNow: () => probe.drainNow(),
-    iterate: () =>
+    iterate: (onRecords) =>
       new Promise<WalkResult>((resolve, reject) => {
         probe.iterateAsync((err, records, stats) => {
           if (err !== null) reject(Object.assign(err, { stats }));
-          else resolve({ records: records ?? Buffer.alloc(0), stats });
-        });
+          else resolve({ records: records ?? new Uint8Array(0), stats });
+        }, onRecords);
       }),
     lostRecords: () => probe.lostRecords(),
     iteratorFallbackRecords: () => probe.iterFallbackRecords(),

@@ -254,7 +254,10 @@ export class EbpfReceiver implements Receiver {
     if (kernel === undefined) return;
     let reports: Uint8Array | undefined;
     try {
-      const walk = await kernel.iterate();
+      // Chunk by chunk, as the addon delivers them (each chunk's buffer is
+      // reused by the next): at 100k tracked sockets one whole-walk Buffer was
+      // 14 MB that stayed resident until a later major GC (issue #15).
+      const walk = await kernel.iterate((chunk) => this.ingest(chunk));
       reports = walk.records;
       this.recordWalk(walk.stats);
     } catch (err) {
