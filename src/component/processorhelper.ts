@@ -1,6 +1,7 @@
 import type { Counter } from '@opentelemetry/api';
 import type { LogsBatch } from '../model/logs.js';
 import type { MetricsBatch } from '../model/metrics.js';
+import { LossLog } from '../telemetry/LossLog.js';
 import type {
   Component,
   CreateSettings,
@@ -26,11 +27,19 @@ interface ProcessorCounters {
 
 function counters(settings: CreateSettings, unit: 'points' | 'log_records'): ProcessorCounters {
   const t = settings.telemetry;
-  return {
+  const c = {
     accepted: t.counter(`processor_accepted_${unit}`, `Items the processor accepted (${unit})`),
     refused: t.counter(`processor_refused_${unit}`, `Items the processor or its next consumer refused (${unit})`),
     dropped: t.counter(`processor_dropped_${unit}`, `Items the processor dropped on purpose (${unit})`),
   };
+  // Refusals are losses: their series exists from start-up at 0.
+  c.refused.add(0, { processor: settings.id.toString() });
+  return c;
+}
+
+/** Refused batches are logged through a LossLog: the first at once with its error, then a summary at most once a minute. */
+function lossLog(settings: CreateSettings, signal: 'metrics' | 'logs'): LossLog {
+  return new LossLog(settings.logger, settings.telemetry, { processor: settings.id.toString(), signal }, ['processor_failed']);
 }
 
 export interface ProcessorOptions {
@@ -53,10 +62,14 @@ export function newMetricsProcessor(
 ): MetricsProcessor {
   const c = counters(settings, 'points');
   const attrs = { processor: settings.id.toString() };
+  const losses = lossLog(settings, 'metrics');
   return {
     mutatesData: options.mutatesData === true,
     start: (host: Host) => lifecycle?.start(host) ?? Promise.resolve(),
-    shutdown: () => lifecycle?.shutdown() ?? Promise.resolve(),
+    shutdown: () => {
+      losses.close();
+      return lifecycle?.shutdown() ?? Promise.resolve();
+    },
     consumeMetrics(batch: MetricsBatch): void {
       const n = batch.points.length;
       let out: MetricsBatch | undefined;
@@ -64,7 +77,7 @@ export function newMetricsProcessor(
         out = body(batch);
       } catch (err) {
         c.refused.add(n, attrs);
-        settings.logger.error({ err }, 'processor failed on a batch; batch refused');
+        losses.record('processor_failed', n, { err });
         return;
       }
       c.accepted.add(n, attrs);
@@ -87,10 +100,14 @@ export function newLogsProcessor(
 ): LogsProcessor {
   const c = counters(settings, 'log_records');
   const attrs = { processor: settings.id.toString() };
+  const losses = lossLog(settings, 'logs');
   return {
     mutatesData: options.mutatesData === true,
     start: (host: Host) => lifecycle?.start(host) ?? Promise.resolve(),
-    shutdown: () => lifecycle?.shutdown() ?? Promise.resolve(),
+    shutdown: () => {
+      losses.close();
+      return lifecycle?.shutdown() ?? Promise.resolve();
+    },
     consumeLogs(batch: LogsBatch): void {
       const n = batch.entries.length;
       let out: LogsBatch | undefined;
@@ -98,7 +115,7 @@ export function newLogsProcessor(
         out = body(batch);
       } catch (err) {
         c.refused.add(n, attrs);
-        settings.logger.error({ err }, 'processor failed on a batch; batch refused');
+        losses.record('processor_failed', n, { err });
         return;
       }
       c.accepted.add(n, attrs);

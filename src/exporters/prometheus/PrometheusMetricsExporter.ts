@@ -85,6 +85,7 @@ export class PrometheusMetricsExporter implements MetricsExporter {
       seriesTtlMs: config.series_ttl,
       telemetry: settings.telemetry,
       telemetryAttributes: { exporter: settings.id.toString() },
+      logger: settings.logger,
     });
     // Not keeping the process alive by itself (the pipeline does), like the SDK's exporter.
     this.server = createBoundedServer(config, (req, res) => this.handle(req, res)).unref();
