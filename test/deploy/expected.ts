@@ -104,3 +104,30 @@ export function portOf(endpoint: string): number {
   if (m === null) throw new Error(`no port in endpoint "${endpoint}"`);
   return Number(m[1]);
 }
+
+let selfMetricNames: Set<string> | undefined;
+
+/**
+ * Whether `series` (e.g. `kmesh_otel_exporter_dropped_log_records_total`)
+ * is a self-metric the agent defines: its name without `kmesh_otel_` and
+ * the Prometheus suffixes (`_total`, `_bucket`, `_sum`, `_count`) appears as
+ * a string literal in src/ (every self-metric is created as
+ * `telemetry.counter('<name>', ...)`, `gauge(...)` or `histogram(...)`).
+ */
+export function isSelfMetric(series: string): boolean {
+  if (selfMetricNames === undefined) {
+    const names = new Set<string>();
+    const walk = (dir: string): void => {
+      for (const e of readdirSync(dir, { withFileTypes: true })) {
+        const p = join(dir, e.name);
+        if (e.isDirectory()) walk(p);
+        else if (e.name.endsWith('.ts')) for (const m of readFileSync(p, 'utf8').matchAll(/'([a-z][a-z0-9_]*)'/g)) names.add(m[1]!);
+      }
+    };
+    walk(join(repoRoot, 'src'));
+    selfMetricNames = names;
+  }
+  if (!series.startsWith('kmesh_otel_')) return false;
+  const base = series.slice('kmesh_otel_'.length);
+  return selfMetricNames.has(base) || selfMetricNames.has(base.replace(/_(total|bucket|sum|count)$/, ''));
+}

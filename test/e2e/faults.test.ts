@@ -185,6 +185,11 @@ service:
       assert.match(text, new RegExp(`^${name}(_total)?\\{[^}]*exporter="otlp"[^}]*\\} `, 'm'), `${name}{exporter="otlp"} exists from start-up`);
     }
     assert.match(text, /^kmesh_otel_data_loss_last_time\{[^}]*cause="export_failed"[^}]*\} /m, 'data_loss_last_time{cause="export_failed"} exists');
+    // Every self-metric the shipped alert rules and dashboard read is on a live agent's /metrics.
+    const shipped = readFileSync(join(packageRoot, 'deploy', 'compose', 'prometheus', 'kmesh-otel-alerts.yml'), 'utf8') + readFileSync(join(packageRoot, 'deploy', 'compose', 'grafana', 'dashboards', 'kmesh-otel.json'), 'utf8');
+    const names = new Set([...shipped.matchAll(/\bkmesh_otel_[a-z0-9_]+\b/g)].map((m) => m[0]));
+    assert.ok(names.size >= 10);
+    for (const name of names) assert.match(text, new RegExp(`^${name}[{ ]`, 'm'), `${name} (read by the shipped alerts or dashboard) is on /metrics`);
   });
 
   it('with the backend absent, failed exports are counted and logged; once it is up, data arrives', async () => {
