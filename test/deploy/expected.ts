@@ -12,6 +12,7 @@ export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '
 export const composeFile = join(repoRoot, 'docker-compose.yml');
 export const composeDir = join(repoRoot, 'deploy', 'compose');
 export const kubernetesDir = join(repoRoot, 'deploy', 'kubernetes');
+export const hostPidOverlayDir = join(repoRoot, 'deploy', 'overlays', 'host-pid');
 
 /**
  * Linux capabilities the agent gets, in the compose file (`cap_add`) and the
@@ -24,6 +25,12 @@ export const kubernetesDir = join(repoRoot, 'deploy', 'kubernetes');
  * /proc/<pid>/ns/net). Attaching sockops to a cgroup checks no capability.
  */
 export const EXPECTED_CAPABILITIES: readonly string[] = ['BPF', 'PERFMON', 'NET_ADMIN', 'SYS_RESOURCE', 'SYS_ADMIN', 'SYS_PTRACE'];
+
+/**
+ * The DaemonSet's by default: no SYS_PTRACE, since it has no hostPID (pod
+ * namespaces come from /run/netns); deploy/overlays/host-pid adds both.
+ */
+export const DAEMONSET_CAPABILITIES: readonly string[] = EXPECTED_CAPABILITIES.filter((c) => c !== 'SYS_PTRACE');
 
 /** Where the per-namespace sources find bind-mounted namespaces in the container (receivers.ebpf.netns_dirs default). */
 export const NETNS_MOUNT = '/run/netns';
