@@ -340,6 +340,7 @@ service:
       const lost = (cut[0]!.unflushed as Record<string, number>).log_records!;
       assert.ok(lost >= 2 * K, `${lost} unflushed log records logged; at least the ${2 * K} of the test's connections were queued`);
       assert.equal(cut[0]!.lost, lost);
+      console.log(`# exited ${seconds.toFixed(2)} s after SIGTERM (shutdown_timeout 2s), ${lost} log records not flushed, logged`);
     } finally {
       echo.server.close();
       await backend.close();
