@@ -74,7 +74,7 @@ export class Service implements Host, PipelineStatus {
       'service_shutdown_unflushed_items',
       'Items components still held (queued, in flight) when the shutdown grace period ended, by component and item kind: lost',
     );
-    this.losses = new LossLog(opts.logger, opts.telemetry, { component: 'service' }, ['shutdown_unflushed']);
+    this.losses = new LossLog(opts.logger, opts.telemetry, { component: 'service' }, ['shutdown_unflushed', 'consumer_refused_batch']);
   }
 
   /**
@@ -161,6 +161,7 @@ export class Service implements Host, PipelineStatus {
       this._shutdownCutShort = true;
       this.reportUnflushed(unfinished, graceMs);
     }
+    this.losses.close();
     this._state = wasFailed ? 'failed' : 'stopped';
   }
 
@@ -202,9 +203,13 @@ export class Service implements Host, PipelineStatus {
     this.built = true;
     const { config, telemetry } = this.opts;
     const refused = telemetry.counter('pipeline_refused_batches', 'Batches a consumer threw on during fan-out');
+    // Every pipeline's series exists from start-up at 0; refusals are
+    // logged through the loss log (the first with its error, then a summary
+    // at most once a minute), not one line per batch.
+    for (const p of config.pipelines) refused.add(0, { pipeline: p.name });
     const onFanoutError = (pipeline: string) => (err: unknown) => {
       refused.add(1, { pipeline });
-      this.opts.logger.error({ err, pipeline }, 'a consumer refused a batch');
+      this.losses.record('consumer_refused_batch', 1, { pipeline, err });
     };
     const addOnce = (list: Started[], label: string, component: Component): void => {
       if (!list.some((s) => s.component === component)) list.push({ label, component });
