@@ -26,7 +26,7 @@ export interface CliDeps {
   factories?: readonly Factory[];
   /** Subscribes to shutdown signals (SIGTERM/SIGINT); returns an unsubscribe function. */
   onSignal: (handler: (signal: string) => void) => () => void;
-  /** Ends the process at once (second signal). Only the entry point implements this. */
+  /** Ends the process at once (second signal; shutdown grace period elapsed). Only the entry point implements this. */
   forceExit: (code: number) => void;
   /** Where the agent's own log goes; default stderr (stdout carries access logs). */
   logDestination?: pino.DestinationStream;
@@ -182,6 +182,7 @@ async function runAgent(
   });
 
   let signals = 0;
+  let exitNow = false;
   const unsubscribe = deps.onSignal((signal) => {
     signals++;
     if (signals === 1) {
@@ -206,10 +207,19 @@ async function runAgent(
     const reason = await stopped;
     logger.info({ reason }, 'stopping');
     await service.shutdown();
-    logger.info('stopped');
-    return fatal ? EXIT_FAILURE : EXIT_OK;
+    const code = fatal ? EXIT_FAILURE : EXIT_OK;
+    if (service.shutdownCutShort) {
+      // A component still holds handles (an export to a backend that never
+      // answers): waiting for the event loop to empty would outlast the
+      // grace period the user set, so leave right away. What it held is
+      // counted and logged already.
+      logger.warn('exiting with the shutdown grace period elapsed');
+      exitNow = true;
+    } else logger.info('stopped');
+    return code;
   } finally {
     unsubscribe();
     await telemetry.shutdown();
+    if (exitNow) deps.forceExit(fatal ? EXIT_FAILURE : EXIT_OK);
   }
 }

@@ -38,6 +38,13 @@ export interface Host {
 export interface Component {
   start(host: Host): Promise<void>;
   shutdown(): Promise<void>;
+  /**
+   * Optional: items the component still holds that have not been delivered
+   * (queued, in flight, waiting to be retried), by item kind, e.g.
+   * `{ log_records: 12 }`. The service asks when the shutdown grace period
+   * ends before this component's shutdown finished: that is what is lost.
+   */
+  unflushed?(): Record<string, number>;
 }
 
 /**

@@ -2,6 +2,7 @@ import type { Counter } from '@opentelemetry/api';
 import type { LogsBatch } from '../model/logs.js';
 import type { MetricsBatch } from '../model/metrics.js';
 import type { TracesBatch } from '../model/traces.js';
+import { LossLog } from '../telemetry/LossLog.js';
 import type {
   Component,
   CreateSettings,
@@ -28,24 +29,29 @@ export type ProcessTracesFunc = ProcessFunc<TracesBatch>;
 interface SignalOps<B, C> {
   /** Unit of the self-metrics (`points`, `log_records`, `spans`). */
   readonly unit: string;
+  /** The signal's name in loss logs. */
+  readonly signal: 'metrics' | 'logs' | 'traces';
   count(batch: B): number;
   consume(next: C, batch: B): void;
 }
 
 const METRICS: SignalOps<MetricsBatch, MetricsConsumer> = {
   unit: 'points',
+  signal: 'metrics',
   count: (b) => b.points.length,
   consume: (next, b) => next.consumeMetrics(b),
 };
 
 const LOGS: SignalOps<LogsBatch, LogsConsumer> = {
   unit: 'log_records',
+  signal: 'logs',
   count: (b) => b.entries.length,
   consume: (next, b) => next.consumeLogs(b),
 };
 
 const TRACES: SignalOps<TracesBatch, TracesConsumer> = {
   unit: 'spans',
+  signal: 'traces',
   count: (b) => b.spans.length,
   consume: (next, b) => next.consumeTraces(b),
 };
@@ -86,10 +92,17 @@ function wrap<B, C>(
     `Items the processor handed on (${ops.unit}); accepted minus outgoing is what it filtered out or merged`,
   );
   const attrs = { processor: settings.id.toString() };
+  // Refusals are losses: their series exists from start-up at 0.
+  refused.add(0, attrs);
+  // Refused batches go through a LossLog: the first at once with its error, then a summary at most once a minute.
+  const losses = new LossLog(settings.logger, settings.telemetry, { ...attrs, signal: ops.signal }, ['processor_failed']);
   return {
     mutatesData: options.mutatesData === true,
     start: (host: Host) => lifecycle?.start(host) ?? Promise.resolve(),
-    shutdown: () => lifecycle?.shutdown() ?? Promise.resolve(),
+    shutdown: () => {
+      losses.close();
+      return lifecycle?.shutdown() ?? Promise.resolve();
+    },
     consume(batch: B): void {
       const n = ops.count(batch);
       let out: B | undefined;
@@ -97,7 +110,7 @@ function wrap<B, C>(
         out = body(batch);
       } catch (err) {
         refused.add(n, attrs);
-        settings.logger.error({ err }, 'processor failed on a batch; batch refused');
+        losses.record('processor_failed', n, { err });
         return;
       }
       accepted.add(n, attrs);

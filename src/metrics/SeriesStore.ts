@@ -1,5 +1,7 @@
 import type { Attributes, Counter } from '@opentelemetry/api';
 import type { FlowPoint, MetricsBatch } from '../model/metrics.js';
+import type { Logger } from 'pino';
+import { LossLog } from '../telemetry/LossLog.js';
 import type { SelfTelemetry } from '../telemetry/SelfTelemetry.js';
 import { labelValues, type FamilyBinding, type FamilyDef, type LabelGroup, type MetricSchema } from './schema.js';
 
@@ -22,6 +24,8 @@ export interface SeriesStoreOptions {
   telemetry?: SelfTelemetry;
   /** Attributes on the store's self-metrics, e.g. `{ exporter: 'prometheus' }`. */
   telemetryAttributes?: Attributes;
+  /** With `telemetry`: cardinality overflow is also logged (rate-limited, through a LossLog). */
+  logger?: Logger;
   /** Clock, ms since the epoch (tests inject one). */
   now?: () => number;
 }
@@ -284,6 +288,7 @@ export class SeriesStore<W = unknown> {
   private readonly ttlMs: number;
   private readonly now: () => number;
   private readonly overflowCounter: Counter | undefined;
+  private readonly losses: LossLog | undefined;
   private readonly telemetryAttributes: Attributes;
   /** attributes object -> its label set per group (entries die with the objects). */
   private byAttributes = new WeakMap<object, AttrCache<W>>();
@@ -349,6 +354,9 @@ export class SeriesStore<W = unknown> {
         'exporter_metric_overflow_points',
         'Series contributions routed to the otel_metric_overflow series because a family reached its series budget',
       );
+      // Exists from start-up at 0 per family ("no overflow" is a value to alert on).
+      for (const f of this.families) this.overflowCounter.add(0, { ...this.telemetryAttributes, metric: f.def.name });
+      if (opts.logger !== undefined) this.losses = new LossLog(opts.logger, t, this.telemetryAttributes, ['series_overflow']);
       t.gauge('exporter_metric_series', 'Series currently held per metric family', () => {
         if (this.closed) return [];
         return this.families.map((f) => [familySize(f), { ...this.telemetryAttributes, metric: f.def.name }]);
@@ -449,6 +457,8 @@ export class SeriesStore<W = unknown> {
     const g = fam.group;
     if (fam.live >= this.maxSeries) {
       this.overflowCounter?.add(1, { ...this.telemetryAttributes, metric: fam.def.name });
+      // Not dropped, but its labels are: the point only adds to the overflow series.
+      this.losses?.record('series_overflow', 1, { metric: fam.def.name, max_series_per_family: this.maxSeries });
       const at = g.overflow.offset + fam.base;
       if (g.slab[at + F_EXISTS] === 0) initSeries(g.slab, at, fam.nCounts, nowMs);
       return at;
@@ -495,6 +505,7 @@ export class SeriesStore<W = unknown> {
   /** Drops all state and stops reporting the series gauge. */
   close(): void {
     this.closed = true;
+    this.losses?.close();
     for (const g of this.groups) {
       for (const ls of g.index.sets()) {
         ls.offset = -1;

@@ -1,3 +1,4 @@
+import type { Counter } from '@opentelemetry/api';
 import type { Resource } from '@opentelemetry/resources';
 import type { Logger } from 'pino';
 import type {
@@ -12,6 +13,7 @@ import type {
   ProcessorFactory,
   ReceiverFactory,
 } from '../component/component.js';
+import { LossLog } from '../telemetry/LossLog.js';
 import type { SelfTelemetry } from '../telemetry/SelfTelemetry.js';
 import { componentKey, type AgentConfig, type ResolvedComponent } from './config.js';
 import { fanoutLogs, fanoutMetrics, fanoutTraces } from './fanout.js';
@@ -23,7 +25,10 @@ export interface ServiceOptions {
   logger: Logger;
   telemetry: SelfTelemetry;
   resource: Resource;
-  /** Per-component deadline for shutdown, ms. Default 10 s. */
+  /**
+   * Grace period of the whole shutdown, ms, shared by every component in
+   * stop order. Default: the config's `service.shutdown_timeout` (10 s).
+   */
   shutdownTimeoutMs?: number;
   /** Called once when a component reports a fatal error after start-up. */
   onFatalError?: (id: string, err: Error) => void;
@@ -42,8 +47,13 @@ export interface PipelineStatus {
 /**
  * Builds the pipelines of a validated config and runs them: exporters first,
  * then processors, then receivers (so no data is produced before it has
- * somewhere to go), and shuts down in the reverse order with a deadline per
- * component. Components used by several pipelines are started once.
+ * somewhere to go), and shuts down in the reverse order within one grace
+ * period shared by all components (N components must not take N times the
+ * grace: a node drain waits for the slowest agent). When the grace period
+ * ends, what the unfinished components still hold is counted
+ * (`kmesh_otel_service_shutdown_unflushed_items`) and logged with its count,
+ * and the service gives up on them. Components used by several pipelines
+ * are started once.
  */
 export class Service implements Host, PipelineStatus {
   private _state: ServiceState = 'created';
@@ -55,8 +65,27 @@ export class Service implements Host, PipelineStatus {
   /** Components whose start was called (the one that failed included: it may have half-started). */
   private readonly startCalled = new Set<Component>();
   private fatalReported = false;
+  private _shutdownCutShort = false;
+  private shutdownPromise: Promise<void> | undefined;
+  private readonly unflushedCounter: Counter;
+  private readonly losses: LossLog;
 
-  constructor(private readonly opts: ServiceOptions) {}
+  constructor(private readonly opts: ServiceOptions) {
+    this.unflushedCounter = opts.telemetry.counter(
+      'service_shutdown_unflushed_items',
+      'Items components still held (queued, in flight) when the shutdown grace period ended, by component and item kind: lost',
+    );
+    this.losses = new LossLog(opts.logger, opts.telemetry, { component: 'service' }, ['shutdown_unflushed', 'consumer_refused_batch']);
+  }
+
+  /**
+   * True when the last shutdown ended with the grace period, some
+   * component unfinished: its handles may still be open, so the process
+   * should exit instead of waiting for the event loop to empty.
+   */
+  get shutdownCutShort(): boolean {
+    return this._shutdownCutShort;
+  }
 
   get state(): ServiceState {
     return this._state;
@@ -104,23 +133,55 @@ export class Service implements Host, PipelineStatus {
     }
   }
 
-  /** Safe before start and when called twice. */
-  async shutdown(): Promise<void> {
-    if (this._state === 'stopping' || this._state === 'stopped') return;
+  /** Safe before start and when called twice (a second call waits for the first). */
+  shutdown(): Promise<void> {
+    if (this._state === 'stopped') return Promise.resolve();
+    if (this._state === 'stopping' && this.shutdownPromise !== undefined) return this.shutdownPromise;
+    this.shutdownPromise = this.doShutdown();
+    return this.shutdownPromise;
+  }
+
+  private async doShutdown(): Promise<void> {
     const wasFailed = this._state === 'failed';
     this._state = 'stopping';
-    const timeout = this.opts.shutdownTimeoutMs ?? 10_000;
+    const graceMs = this.opts.shutdownTimeoutMs ?? this.opts.config.shutdownTimeoutMs ?? 10_000;
+    const deadline = Date.now() + graceMs;
+    const unfinished: Started[] = [];
     for (const group of [this.receivers, this.processors, this.exporters, this.extensions]) {
       for (const s of [...group].reverse()) {
         if (!this.startCalled.has(s.component)) continue;
-        try {
-          await withDeadline(s.component.shutdown(), timeout, s.label);
-        } catch (err) {
-          this.opts.logger.warn({ err, component: s.label }, 'shutdown did not complete cleanly');
-        }
+        // Called even past the deadline: shutdown stops timers and servers
+        // at once, and a component that finishes quickly is not lost.
+        const finished = await settlesWithin(s.component.shutdown(), Math.max(0, deadline - Date.now()), (err) =>
+          this.opts.logger.warn({ err, component: s.label }, 'shutdown did not complete cleanly'),
+        );
+        if (!finished) unfinished.push(s);
       }
     }
+    if (unfinished.length > 0) {
+      this._shutdownCutShort = true;
+      this.reportUnflushed(unfinished, graceMs);
+    }
+    this.losses.close();
     this._state = wasFailed ? 'failed' : 'stopped';
+  }
+
+  /** Counts and logs what components cut short by the grace period still held. */
+  private reportUnflushed(unfinished: Started[], graceMs: number): void {
+    for (const s of unfinished) {
+      const items = s.component.unflushed?.() ?? {};
+      const total = Object.values(items).reduce((a, b) => a + b, 0);
+      for (const [item, n] of Object.entries(items)) if (n > 0) this.unflushedCounter.add(n, { component: s.label, item });
+      this.opts.logger.error(
+        { component: s.label, graceMs, unflushed: items, lost: total },
+        total > 0
+          ? `shutdown grace period of ${graceMs} ms ended: ${total} items not flushed by ${s.label} are lost`
+          : `shutdown grace period of ${graceMs} ms ended before ${s.label} finished its shutdown`,
+      );
+      // Also through the loss log, so data_loss_last_time{cause="shutdown_unflushed"} says so.
+      this.losses.record('shutdown_unflushed', total, { component: s.label });
+    }
+    this.losses.flush();
   }
 
   private settings(kind: string, c: ResolvedComponent): CreateSettings {
@@ -143,9 +204,13 @@ export class Service implements Host, PipelineStatus {
     this.built = true;
     const { config, telemetry } = this.opts;
     const refused = telemetry.counter('pipeline_refused_batches', 'Batches a consumer threw on during fan-out');
+    // Every pipeline's series exists from start-up at 0; refusals are
+    // logged through the loss log (the first with its error, then a summary
+    // at most once a minute), not one line per batch.
+    for (const p of config.pipelines) refused.add(0, { pipeline: p.name });
     const onFanoutError = (pipeline: string) => (err: unknown) => {
       refused.add(1, { pipeline });
-      this.opts.logger.error({ err, pipeline }, 'a consumer refused a batch');
+      this.losses.record('consumer_refused_batch', 1, { pipeline, err });
     };
     const addOnce = (list: Started[], label: string, component: Component): void => {
       if (!list.some((s) => s.component === component)) list.push({ label, component });
@@ -271,14 +336,25 @@ export class StartError extends Error {
   }
 }
 
-async function withDeadline(p: Promise<void>, ms: number, label: string): Promise<void> {
+/**
+ * Waits for `p` at most `ms`: true when it settled in time (a rejection is
+ * passed to `onError` and counts as finished), false when the time ran out.
+ */
+async function settlesWithin(p: Promise<void>, ms: number, onError: (err: unknown) => void): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${label} did not shut down within ${ms} ms`)), ms);
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
     timer.unref();
   });
+  const settled = p.then(
+    () => true as const,
+    (err: unknown) => {
+      onError(err);
+      return true as const;
+    },
+  );
   try {
-    await Promise.race([p, deadline]);
+    return await Promise.race([settled, timeout]);
   } finally {
     clearTimeout(timer);
   }

@@ -9,6 +9,7 @@ import {
 } from '../component/component.js';
 import { formatPath, zodProblems, type ConfigProblem } from '../config/errors.js';
 import { MAX_CONFIG_BYTES, parseConfigYaml } from '../config/yamlDocument.js';
+import { duration } from '../config/types.js';
 import { expandEnv } from './envExpand.js';
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -39,6 +40,14 @@ export const serviceFileSchema = z.strictObject({
     extensions: z.array(z.string()).default([]),
     /** `metrics`, `logs`, `traces`, optionally `/name` (e.g. `logs/loki`). */
     pipelines: z.record(z.string(), pipelineSchema).default({}),
+    /**
+     * One grace period for the whole shutdown, shared by every component in
+     * stop order (receivers, processors, exporters, extensions): whatever is
+     * not flushed when it ends is counted, logged and abandoned, and the
+     * agent exits. Keep it below the pod's terminationGracePeriodSeconds.
+     * Default `10s`.
+     */
+    shutdown_timeout: duration.default(10_000),
     telemetry: z
       .strictObject({
         logs: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).default({ level: 'info' }),
@@ -77,6 +86,8 @@ export interface AgentConfig {
   logLevel: LogLevel;
   /** `service.telemetry.resource`: attributes to set (null: remove). */
   resource: Record<string, string | null>;
+  /** `service.shutdown_timeout`, ms: the grace period of the whole shutdown. */
+  shutdownTimeoutMs: number;
 }
 
 export interface LoadResult {
@@ -213,6 +224,7 @@ export function validateConfig(raw: unknown, factories: readonly Factory[]): Loa
       pipelines,
       logLevel: service?.telemetry.logs.level ?? 'info',
       resource: service?.telemetry.resource ?? {},
+      shutdownTimeoutMs: service?.shutdown_timeout ?? 10_000,
     },
     problems,
     warnings,

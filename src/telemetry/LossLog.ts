@@ -21,6 +21,12 @@ export interface LossLogOptions {
   summaryIntervalMs?: number;
   /** Clock (tests). Default Date.now. */
   now?: () => number;
+  /**
+   * Log due summaries on a timer of `summaryIntervalMs` (unref'd), so a
+   * loss that stops is still summarised without another record() or
+   * tick(). Default true; close() stops it.
+   */
+  timer?: boolean;
 }
 
 interface CauseState {
@@ -36,6 +42,7 @@ export class LossLog {
   private readonly causes = new Map<string, CauseState>();
   private readonly intervalMs: number;
   private readonly now: () => number;
+  private timer: NodeJS.Timeout | undefined;
 
   /**
    * `attrs` name the component (e.g. `{ receiver: 'ebpf' }`); `causes` are
@@ -51,6 +58,11 @@ export class LossLog {
     this.intervalMs = options.summaryIntervalMs ?? 60_000;
     this.now = options.now ?? Date.now;
     for (const c of causes) this.state(c);
+    if (options.timer ?? true) {
+      this.timer = setInterval(() => this.tick(), this.intervalMs);
+      // Summaries must never keep the process alive on their own.
+      this.timer.unref();
+    }
     telemetry.gauge(
       'data_loss_last_time',
       'Unix time (s) of the last data loss of each cause, 0 before any: data is incomplete since then',
@@ -87,6 +99,13 @@ export class LossLog {
   flush(): void {
     const now = this.now();
     for (const [cause, s] of this.causes) if (s.pending > 0) this.summarise(cause, s, now);
+  }
+
+  /** Stops the summary timer and logs every pending summary (component shutdown). Safe twice. */
+  close(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    this.flush();
   }
 
   /** Total lost for a cause (tests, shutdown reports). */

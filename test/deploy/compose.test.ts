@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { isAbsolute, join, resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import {
@@ -309,9 +309,12 @@ describe('deploy/compose/prometheus/prometheus.yml', () => {
     const dir = mkdtempSync(join(tmpdir(), 'kmesh-otel-prom-'));
     try {
       const bad = join(dir, 'prometheus.yml');
+      // The rule file it names comes along, so the bad duration is the only fault.
+      writeFileSync(join(dir, 'kmesh-otel-alerts.yml'), readText(join(dirname(prometheusConfigPath), 'kmesh-otel-alerts.yml')));
       writeFileSync(bad, readText(prometheusConfigPath).replace('scrape_interval: 15s', 'scrape_interval: 15 seconds'));
       const r = runTool('promtool', ['check', 'config', bad]);
       assert.notEqual(r.status, 0, 'promtool accepted an invalid duration');
+      assert.match(r.stdout + r.stderr, /duration/, 'promtool refused it for the duration');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -12,6 +12,7 @@ export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '
 export const composeFile = join(repoRoot, 'docker-compose.yml');
 export const composeDir = join(repoRoot, 'deploy', 'compose');
 export const kubernetesDir = join(repoRoot, 'deploy', 'kubernetes');
+export const hostPidOverlayDir = join(repoRoot, 'deploy', 'overlays', 'host-pid');
 
 /**
  * Linux capabilities the agent gets, in the compose file (`cap_add`) and the
@@ -24,6 +25,12 @@ export const kubernetesDir = join(repoRoot, 'deploy', 'kubernetes');
  * /proc/<pid>/ns/net). Attaching sockops to a cgroup checks no capability.
  */
 export const EXPECTED_CAPABILITIES: readonly string[] = ['BPF', 'PERFMON', 'NET_ADMIN', 'SYS_RESOURCE', 'SYS_ADMIN', 'SYS_PTRACE'];
+
+/**
+ * The DaemonSet's by default: no SYS_PTRACE, since it has no hostPID (pod
+ * namespaces come from /run/netns); deploy/overlays/host-pid adds both.
+ */
+export const DAEMONSET_CAPABILITIES: readonly string[] = EXPECTED_CAPABILITIES.filter((c) => c !== 'SYS_PTRACE');
 
 /** Where the per-namespace sources find bind-mounted namespaces in the container (receivers.ebpf.netns_dirs default). */
 export const NETNS_MOUNT = '/run/netns';
@@ -103,4 +110,31 @@ export function portOf(endpoint: string): number {
   const m = /:(\d+)$/.exec(endpoint);
   if (m === null) throw new Error(`no port in endpoint "${endpoint}"`);
   return Number(m[1]);
+}
+
+let selfMetricNames: Set<string> | undefined;
+
+/**
+ * Whether `series` (e.g. `kmesh_otel_exporter_dropped_log_records_total`)
+ * is a self-metric the agent defines: its name without `kmesh_otel_` and
+ * the Prometheus suffixes (`_total`, `_bucket`, `_sum`, `_count`) appears as
+ * a string literal in src/ (every self-metric is created as
+ * `telemetry.counter('<name>', ...)`, `gauge(...)` or `histogram(...)`).
+ */
+export function isSelfMetric(series: string): boolean {
+  if (selfMetricNames === undefined) {
+    const names = new Set<string>();
+    const walk = (dir: string): void => {
+      for (const e of readdirSync(dir, { withFileTypes: true })) {
+        const p = join(dir, e.name);
+        if (e.isDirectory()) walk(p);
+        else if (e.name.endsWith('.ts')) for (const m of readFileSync(p, 'utf8').matchAll(/'([a-z][a-z0-9_]*)'/g)) names.add(m[1]!);
+      }
+    };
+    walk(join(repoRoot, 'src'));
+    selfMetricNames = names;
+  }
+  if (!series.startsWith('kmesh_otel_')) return false;
+  const base = series.slice('kmesh_otel_'.length);
+  return selfMetricNames.has(base) || selfMetricNames.has(base.replace(/_(total|bucket|sum|count)$/, ''));
 }

@@ -11,7 +11,7 @@ import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { agentResource } from '../../src/service/resource.js';
 import { KMESH_FAMILIES } from '../../src/metrics/schemas/kmesh.js';
-import { composeDir, composeFile, readText } from './expected.js';
+import { composeDir, composeFile, isSelfMetric, readText } from './expected.js';
 import { agentSpanAttributes } from './spanAttributes.js';
 
 interface Target {
@@ -115,7 +115,7 @@ describe('deploy/compose/grafana/dashboards/kmesh-otel.json', () => {
     }
   });
 
-  it('every Prometheus panel queries existing kmesh_tcp families, and nothing else named kmesh_', () => {
+  it('every Prometheus panel queries existing kmesh_tcp families or self-metrics, and nothing else named kmesh_', () => {
     for (const p of panels) {
       const targets = p.targets ?? [];
       assert.ok(targets.length > 0, `panel "${p.title}" has no query`);
@@ -125,12 +125,34 @@ describe('deploy/compose/grafana/dashboards/kmesh-otel.json', () => {
       for (const t of targets) {
         assert.ok(typeof t.expr === 'string' && t.expr.length > 0, `panel "${p.title}" target ${t.refId} has no expr`);
         for (const series of metricNamesIn(t.expr)) {
-          assert.ok(familyOf(series) !== undefined, `panel "${p.title}": ${series} is not a metric family of the agent`);
+          assert.ok(familyOf(series) !== undefined || isSelfMetric(series), `panel "${p.title}": ${series} is not a metric family or self-metric of the agent`);
           named++;
         }
       }
-      assert.ok(named > 0, `panel "${p.title}" names no kmesh_tcp metric family`);
+      assert.ok(named > 0, `panel "${p.title}" names no metric of the agent`);
     }
+  });
+
+  it('has data-loss panels: the loss time per cause and every loss counter (issue 19)', () => {
+    const exprs = panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr ?? '')).join('\n');
+    for (const name of [
+      'kmesh_otel_data_loss_last_time',
+      'kmesh_otel_ebpf_kernel_lost_records_total',
+      'kmesh_otel_ebpf_decode_errors_total',
+      'kmesh_otel_ebpf_connection_evictions_total',
+      'kmesh_otel_exporter_send_failed_log_records_total',
+      'kmesh_otel_exporter_dropped_log_records_total',
+      'kmesh_otel_exporter_send_failed_metric_points_total',
+      'kmesh_otel_exporter_dropped_metric_points_total',
+      'kmesh_otel_exporter_metric_overflow_points_total',
+    ]) {
+      assert.ok(exprs.includes(name), `no panel shows ${name}`);
+    }
+  });
+
+  it('checks self-metric names against the sources (control)', () => {
+    assert.equal(isSelfMetric('kmesh_otel_exporter_dropped_log_records_total'), true);
+    assert.equal(isSelfMetric('kmesh_otel_exporter_droped_log_records_total'), false);
   });
 
   it('covers traffic, connections and failures by workload and by service', () => {

@@ -13,8 +13,11 @@ import { pathToFileURL } from 'node:url';
 import { describe, it } from 'node:test';
 import { parse, parseAllDocuments } from 'yaml';
 import {
+  DAEMONSET_CAPABILITIES,
   EXPECTED_CAPABILITIES,
+  hostPidOverlayDir,
   NETNS_MOUNT,
+  runTool,
   EXPECTED_VERBS,
   EXPECTED_WATCHED_RESOURCES,
   kubernetesDir,
@@ -190,10 +193,11 @@ describe('ClusterRole', () => {
 });
 
 describe('DaemonSet', () => {
-  it('runs on the host network and PID namespace with cluster DNS, on every node', () => {
+  it('runs on the host network (not its PID namespace) with cluster DNS, on every node', () => {
     const spec = podSpec();
     assert.equal(spec.hostNetwork, true);
-    assert.equal(spec.hostPID, true);
+    // hostPID only where the periodic-report source needs it (deploy/overlays/host-pid).
+    assert.equal(spec.hostPID, undefined);
     assert.equal(spec.dnsPolicy, 'ClusterFirstWithHostNet');
     assert.ok(
       (spec.tolerations as Obj[] | undefined)?.some((t) => t.operator === 'Exists' && t.key === undefined && t.effect === undefined),
@@ -225,7 +229,7 @@ describe('DaemonSet', () => {
 
   it('adds exactly the expected capabilities, drops the rest, and is not privileged', () => {
     const sc = container().securityContext as Obj;
-    assert.deepEqual([...(sc.capabilities.add as string[])].sort(), [...EXPECTED_CAPABILITIES].sort());
+    assert.deepEqual([...(sc.capabilities.add as string[])].sort(), [...DAEMONSET_CAPABILITIES].sort());
     assert.deepEqual(sc.capabilities.drop, ['ALL']);
     assert.equal(sc.privileged, false);
     assert.equal(sc.runAsUser, 0, 'loading BPF needs uid 0 with the capabilities effective');
@@ -336,5 +340,33 @@ describe('ConfigMap config', () => {
     const r = validateConfigText(text, daemonSetEnv());
     assert.equal(r.status, 2, `expected exit 2:\n${r.stderr}${r.stdout}`);
     assert.match(r.stderr, /processors\.k8s_attributes\.auth_typo/);
+  });
+});
+
+describe('deploy/overlays/host-pid', () => {
+  // Rendered by kubectl's own kustomize, offline.
+  const render = (dir: string): Obj[] => {
+    const r = runTool('kubectl', ['kustomize', dir]);
+    assert.equal(r.status, 0, `kubectl kustomize ${dir} failed:\n${r.stderr}`);
+    return parseAllDocuments(r.stdout).map((d) => d.toJS() as Obj);
+  };
+
+  it('adds hostPID and SYS_PTRACE to the DaemonSet and changes nothing else', () => {
+    const base = render(kubernetesDir);
+    const overlay = render(hostPidOverlayDir);
+    assert.equal(overlay.length, base.length);
+    const ds = (docs: Obj[]): Obj => docs.find((d) => d.kind === 'DaemonSet')!;
+    const spec = ds(overlay).spec.template.spec as Obj;
+    assert.equal(spec.hostPID, true);
+    assert.deepEqual([...(spec.containers[0].securityContext.capabilities.add as string[])].sort(), [...EXPECTED_CAPABILITIES].sort());
+    // The rest is the base: undo the two additions and compare.
+    delete spec.hostPID;
+    spec.containers[0].securityContext.capabilities.add = (spec.containers[0].securityContext.capabilities.add as string[]).filter((c) => c !== 'SYS_PTRACE');
+    assert.deepEqual(overlay, base);
+  });
+
+  it('the base renders without hostPID (control for the overlay test)', () => {
+    const ds = render(kubernetesDir).find((d) => d.kind === 'DaemonSet')!;
+    assert.equal(ds.spec.template.spec.hostPID, undefined);
   });
 });

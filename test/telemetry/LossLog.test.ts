@@ -75,3 +75,30 @@ describe('LossLog', () => {
     assert.deepEqual(r.lines.slice(3).map((l) => [l.cause, l.lost, l.lostTotal]), [['decode_error', 4, 5]]);
   });
 });
+
+describe('LossLog summary timer', () => {
+  it('summarises a loss that stopped without another record() or tick(), and close() stops it', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const l of chunk.toString('utf8').split('\n')) if (l.trim() !== '') lines.push(JSON.parse(l) as Record<string, unknown>);
+        cb();
+      },
+    });
+    const settings = testSettings('otlp');
+    const log = new LossLog(pino({ level: 'info' }, sink), settings.telemetry, { exporter: 'otlp' }, ['export_failed'], { summaryIntervalMs: 50 });
+    log.record('export_failed', 3);
+    log.record('export_failed', 4);
+    assert.deepEqual(lines.map((l) => l.lost), [3]);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(lines.map((l) => [l.lost, l.lostTotal]), [[3, undefined], [4, 7]], 'the timer logged the pending summary');
+    log.close();
+    log.record('export_failed', 5); // due at once: record() itself summarises
+    log.record('export_failed', 6); // within the interval: pending
+    assert.deepEqual(lines.map((l) => l.lost), [3, 4, 5]);
+    await new Promise((r) => setTimeout(r, 150));
+    assert.equal(lines.length, 3, 'closed: no timer, the pending loss waits for the next record(), tick() or flush()');
+    log.flush();
+    assert.deepEqual(lines.map((l) => l.lost), [3, 4, 5, 6]);
+  });
+});

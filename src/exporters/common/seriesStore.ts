@@ -26,5 +26,6 @@ export function exporterSeriesStore<W>(
     seriesTtlMs: config.series_ttl,
     telemetry: settings.telemetry,
     telemetryAttributes: { exporter: settings.id.toString() },
+    logger: settings.logger,
   });
 }

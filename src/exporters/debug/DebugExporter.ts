@@ -7,6 +7,7 @@ import type { SeriesStore } from '../../metrics/SeriesStore.js';
 import { formatJsonLine, formatKmeshLine } from '../common/accessLogLine.js';
 import { StoreMetricProducer } from '../common/sdkMetrics.js';
 import { exporterSeriesStore } from '../common/seriesStore.js';
+import { LossLog } from '../../telemetry/LossLog.js';
 import type { DebugConfig } from './config.js';
 import { formatMetricsDump } from './metricsDump.js';
 
@@ -45,6 +46,8 @@ export class DebugLogsExporter implements LogsExporter {
   private readonly dropped: Counter;
   private readonly attrs: { exporter: string };
   private stopped = false;
+  /** Drops, logged rate-limited with their counts. */
+  private readonly losses: LossLog;
 
   constructor(
     settings: CreateSettings,
@@ -55,6 +58,9 @@ export class DebugLogsExporter implements LogsExporter {
     this.attrs = { exporter: settings.id.toString() };
     this.sent = settings.telemetry.counter('exporter_sent_log_records', 'Log records the exporter delivered');
     this.dropped = settings.telemetry.counter('exporter_dropped_log_records', 'Log records the exporter dropped (queue or buffer full, or shut down)');
+    // The loss series exists from start-up at 0 ("no loss" is a value to alert on).
+    this.dropped.add(0, this.attrs);
+    this.losses = new LossLog(settings.logger, settings.telemetry, { ...this.attrs, signal: 'logs' }, ['output_buffer_full', 'shut_down']);
   }
 
   async start(_host: Host): Promise<void> {}
@@ -64,6 +70,7 @@ export class DebugLogsExporter implements LogsExporter {
     if (n === 0) return;
     if (this.stopped) {
       this.dropped.add(n, this.attrs);
+      this.losses.record('shut_down', n);
       return;
     }
     let text = '';
@@ -72,11 +79,15 @@ export class DebugLogsExporter implements LogsExporter {
       text += (this.config.format === 'json' ? formatJsonLine(entry) : formatKmeshLine(entry, { extraFields })) + '\n';
     }
     if (this.writer.write(text)) this.sent.add(n, this.attrs);
-    else this.dropped.add(n, this.attrs);
+    else {
+      this.dropped.add(n, this.attrs);
+      this.losses.record('output_buffer_full', n, { max_buffered_bytes: this.config.max_buffered_bytes });
+    }
   }
 
   async shutdown(): Promise<void> {
     this.stopped = true;
+    this.losses.close();
   }
 }
 

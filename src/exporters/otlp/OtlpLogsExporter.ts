@@ -8,6 +8,7 @@ import {
 import type { Logger } from '@opentelemetry/api';
 import type { CreateSettings, Host, LogsExporter } from '../../component/component.js';
 import type { LogsBatch } from '../../model/logs.js';
+import { LossLog } from '../../telemetry/LossLog.js';
 import type { OtlpCommonConfig } from './config.js';
 import { ConcurrentBatchLogRecordProcessor } from './ConcurrentBatchLogRecordProcessor.js';
 import { Retrier } from './retry.js';
@@ -28,14 +29,14 @@ class RetryingCountingLogExporter implements LogRecordExporter {
   constructor(
     private readonly inner: LogRecordExporter,
     private readonly retrier: Retrier,
-    private readonly onDone: (count: number, ok: boolean) => void,
+    private readonly onDone: (count: number, ok: boolean, error?: Error) => void,
   ) {}
 
   export(records: ReadableLogRecord[], resultCallback: (result: ExportResult) => void): void {
     this.retrier.run(
       (cb) => this.inner.export(records, cb),
       (result) => {
-        this.onDone(records.length, result.code === ExportResultCode.SUCCESS);
+        this.onDone(records.length, result.code === ExportResultCode.SUCCESS, result.error);
         resultCallback(result);
       },
     );
@@ -78,6 +79,8 @@ export class OtlpLogsExporter implements LogsExporter {
   private readonly sent: Counter;
   private readonly failed: Counter;
   private readonly dropped: Counter;
+  /** Failed exports and drops, logged rate-limited with their counts. */
+  private readonly losses: LossLog;
 
   private readonly transport: OtlpTransport;
   /** The schema's record form (semconv), else undefined: the Kmesh line and attributes. */
@@ -96,6 +99,10 @@ export class OtlpLogsExporter implements LogsExporter {
     this.sent = t.counter('exporter_sent_log_records', 'Log records the exporter delivered');
     this.failed = t.counter('exporter_send_failed_log_records', 'Log records in export requests that failed after retries');
     this.dropped = t.counter('exporter_dropped_log_records', 'Log records the exporter dropped (queue or buffer full, or shut down)');
+    // The loss series exist from start-up at 0 ("no loss" is a value to alert on).
+    this.failed.add(0, this.attrs);
+    this.dropped.add(0, this.attrs);
+    this.losses = new LossLog(settings.logger, t, { ...this.attrs, signal: 'logs' }, ['export_failed', 'queue_full', 'shut_down']);
     t.gauge(QUEUE_SIZE_GAUGE.name, QUEUE_SIZE_GAUGE.description, () =>
       this.stopped ? [] : [[this.inFlight, { ...this.attrs, signal: 'logs' }]],
     );
@@ -110,10 +117,13 @@ export class OtlpLogsExporter implements LogsExporter {
     if (this.stopped || this.provider !== undefined) return;
     const c = this.config;
     const q = c.sending_queue;
-    this.wrapper = new RetryingCountingLogExporter(this.transport.logExporter(), new Retrier(c.retry_on_failure, this.random), (n, ok) => {
+    this.wrapper = new RetryingCountingLogExporter(this.transport.logExporter(), new Retrier(c.retry_on_failure, this.random), (n, ok, error) => {
       this.inFlight -= n;
       if (ok) this.sent.add(n, this.attrs);
-      else this.failed.add(n, this.attrs);
+      else {
+        this.failed.add(n, this.attrs);
+        this.losses.record('export_failed', n, { endpoint: this.config.endpoint, err: error?.message });
+      }
     });
     // A batch closes at min_size records (max_size when only that is set),
     // or flush_timeout after its first record; never above queue_size.
@@ -131,7 +141,10 @@ export class OtlpLogsExporter implements LogsExporter {
   consumeLogs(batch: LogsBatch): void {
     const logger = this.logger;
     if (this.stopped || logger === undefined) {
-      if (batch.entries.length > 0) this.dropped.add(batch.entries.length, this.attrs);
+      if (batch.entries.length > 0) {
+        this.dropped.add(batch.entries.length, this.attrs);
+        this.losses.record('shut_down', batch.entries.length);
+      }
       return;
     }
     const cap = this.config.sending_queue.queue_size;
@@ -144,7 +157,10 @@ export class OtlpLogsExporter implements LogsExporter {
       this.inFlight++;
       logger.emit(toLogRecord(entry, this.accessLog));
     }
-    if (dropped > 0) this.dropped.add(dropped, this.attrs);
+    if (dropped > 0) {
+      this.dropped.add(dropped, this.attrs);
+      this.losses.record('queue_full', dropped, { queue_size: cap });
+    }
   }
 
   /** Exports everything queued now. */
@@ -157,6 +173,11 @@ export class OtlpLogsExporter implements LogsExporter {
     return this.inFlight;
   }
 
+  /** What a shutdown cut short by the grace period loses: the records not yet delivered or failed. */
+  unflushed(): Record<string, number> {
+    return { log_records: this.inFlight };
+  }
+
   shutdown(): Promise<void> {
     this.shutdownPromise ??= (async () => {
       this.stopped = true;
@@ -165,6 +186,7 @@ export class OtlpLogsExporter implements LogsExporter {
       await this.provider?.shutdown().catch((err: unknown) => {
         this.settings.logger.warn({ err }, 'otlp logs exporter shutdown');
       });
+      this.losses.close();
     })();
     return this.shutdownPromise;
   }

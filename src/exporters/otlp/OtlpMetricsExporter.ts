@@ -15,6 +15,7 @@ import type { MetricsBatch } from '../../model/metrics.js';
 import type { SeriesStore } from '../../metrics/SeriesStore.js';
 import { StoreMetricProducer } from '../common/sdkMetrics.js';
 import { exporterSeriesStore } from '../common/seriesStore.js';
+import { LossLog } from '../../telemetry/LossLog.js';
 import type { OtlpCommonConfig } from './config.js';
 import { Retrier } from './retry.js';
 import { QUEUE_CAPACITY_GAUGE, QUEUE_SIZE_GAUGE } from './selfMetrics.js';
@@ -82,6 +83,8 @@ export interface MetricsQueueTelemetry {
   /** Points whose retry was given up because a newer cumulative collection was delivered. */
   superseded: Counter;
   attrs: { exporter: string };
+  /** Failed and dropped points are also logged here (rate-limited), when given. */
+  losses?: LossLog;
 }
 
 /** Settings of a {@link MetricsSendingQueue} (from `sending_queue`). */
@@ -151,6 +154,7 @@ export class MetricsSendingQueue implements PushMetricExporter {
     if (this.stopped) {
       const n = parts.reduce((a, r) => a + r.points, 0);
       if (n > 0) dropped.add(n, attrs);
+      this.telemetry.losses?.record('shut_down', n);
       resultCallback({ code: ExportResultCode.FAILED, error: new Error('exporter is shut down') });
       return;
     }
@@ -176,7 +180,10 @@ export class MetricsSendingQueue implements PushMetricExporter {
       this.held += r.points;
       this.queue.push(r);
     }
-    if (droppedPoints > 0) dropped.add(droppedPoints, attrs);
+    if (droppedPoints > 0) {
+      dropped.add(droppedPoints, attrs);
+      this.telemetry.losses?.record('queue_full', droppedPoints, { queue_size: this.opts.queueSize });
+    }
     this.pump();
     // Like the Collector's queue: the reader is answered once the data is
     // queued; delivery is accounted in the self-metrics.
@@ -247,7 +254,10 @@ export class MetricsSendingQueue implements PushMetricExporter {
         else if (result.code === ExportResultCode.SUCCESS) {
           sent.add(r.points, attrs);
           this.deliveredGeneration = Math.max(this.deliveredGeneration, r.generation);
-        } else failed.add(r.points, attrs);
+        } else {
+          failed.add(r.points, attrs);
+          this.telemetry.losses?.record('export_failed', r.points, { err: result.error?.message });
+        }
         done(result);
       },
     );
@@ -307,6 +317,8 @@ export class OtlpMetricsExporter implements MetricsExporter {
   private readonly transport: OtlpTransport;
   private stopped = false;
   private shutdownPromise: Promise<void> | undefined;
+  /** Failed exports and drops, logged rate-limited with their counts. */
+  private readonly losses: LossLog;
 
   constructor(
     private readonly settings: CreateSettings,
@@ -320,6 +332,7 @@ export class OtlpMetricsExporter implements MetricsExporter {
     // Reads the TLS files now (fail fast at creation).
     this.transport = new OtlpTransport(protocol, config, settings.id.toString());
     const attrs = { exporter: settings.id.toString() };
+    this.losses = new LossLog(settings.logger, settings.telemetry, { ...attrs, signal: 'metrics' }, ['export_failed', 'queue_full', 'shut_down']);
     settings.telemetry.gauge(QUEUE_SIZE_GAUGE.name, QUEUE_SIZE_GAUGE.description, () =>
       this.queue === undefined || this.stopped ? [] : [[this.queue.queuedPoints, { ...attrs, signal: 'metrics' }]],
     );
@@ -333,6 +346,10 @@ export class OtlpMetricsExporter implements MetricsExporter {
     const t = this.settings.telemetry;
     const c = this.config;
     const q = c.sending_queue;
+    const failed = t.counter('exporter_send_failed_metric_points', 'Metric data points in export requests that failed after retries');
+    const dropped = t.counter('exporter_dropped_metric_points', 'Metric data points the exporter dropped (queue full, or shut down)');
+    // The loss series exist from start-up at 0 ("no loss" is a value to alert on).
+    for (const c of [failed, dropped]) c.add(0, { exporter: this.settings.id.toString() });
     this.queue = new MetricsSendingQueue(
       this.transport.metricExporter(),
       {
@@ -345,13 +362,14 @@ export class OtlpMetricsExporter implements MetricsExporter {
       new Retrier(c.retry_on_failure, this.random),
       {
         sent: t.counter('exporter_sent_metric_points', 'Metric data points the exporter delivered'),
-        failed: t.counter('exporter_send_failed_metric_points', 'Metric data points in export requests that failed after retries'),
-        dropped: t.counter('exporter_dropped_metric_points', 'Metric data points the exporter dropped (queue full, or shut down)'),
+        failed,
+        dropped,
         superseded: t.counter(
           'exporter_superseded_metric_points',
           'Metric data points not retried because a newer cumulative export was delivered (its totals include them)',
         ),
         attrs: { exporter: this.settings.id.toString() },
+        losses: this.losses,
       },
     );
     const interval = Math.max(1, c.export_interval);
@@ -375,6 +393,11 @@ export class OtlpMetricsExporter implements MetricsExporter {
     await this.reader?.forceFlush();
   }
 
+  /** What a shutdown cut short by the grace period loses: the points queued, in flight or waiting to be retried. */
+  unflushed(): Record<string, number> {
+    return { metric_points: this.queue?.queuedPoints ?? 0 };
+  }
+
   shutdown(): Promise<void> {
     this.shutdownPromise ??= (async () => {
       this.stopped = true;
@@ -384,6 +407,7 @@ export class OtlpMetricsExporter implements MetricsExporter {
         this.settings.logger.warn({ err }, 'otlp metrics exporter shutdown');
       });
       this.store.close();
+      this.losses.close();
     })();
     return this.shutdownPromise;
   }

@@ -437,7 +437,7 @@ export class EbpfReceiver implements Receiver {
       }
     }
     this.processor.table.clear();
-    this.losses.flush();
+    this.losses.close();
   }
 
   private readError(operation: string, err: unknown): void {
