@@ -1,0 +1,243 @@
+import type { Resource } from '@opentelemetry/resources';
+import { SeverityNumber } from '@opentelemetry/api';
+import type { AccessLogEntry } from '../../../model/logs.js';
+import { RawAttr } from '../../../model/metrics.js';
+import { accessLogSeverity, formatAddr, formatKmeshLine, kmeshLineAndAttributes } from '../../debug/accessLogLine.js';
+import { encodedResource, encodeScope, FragmentCache, writeAnyValue, writeKeyValue, type Scope } from './common.js';
+import { encodeFragment, ProtoWriter, UnixNanoBits, WireType } from './ProtoWriter.js';
+
+/**
+ * Direct OTLP encoding of access logs: one ExportLogsServiceRequest
+ * (opentelemetry.proto.collector.logs.v1) from the pipeline's
+ * AccessLogEntries, with the same content as the SDK path (toLogRecord, the
+ * sdk-logs LoggerProvider, @opentelemetry/otlp-transformer's
+ * ProtobufLogsSerializer) — test/exporters/otlp/encodingEquivalence.test.ts
+ * decodes both and compares them field by field.
+ *
+ * What repeats is encoded once and spliced: the resource and scope; the
+ * processors' identity attributes (`src.workload`, `k8s.*`: a batch carries a
+ * few distinct sets), cached per set as the bytes of their KeyValue fields;
+ * attributes with few values (`direction`, `event`, `state`, addresses...);
+ * the attribute keys. Per record, only the body line, the times and the
+ * numbers are encoded.
+ */
+
+const LD = WireType.LengthDelimited;
+
+/** The SDK's default LogRecord attribute count limit (sdk-logs LogRecordLimits, OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT unset). */
+export const LOG_RECORD_ATTRIBUTE_COUNT_LIMIT = 128;
+
+/** The attribute keys the exporter itself sets (accessLogAttributes), in their order. */
+const OWN_KEYS = [
+  'src.addr',
+  'dst.addr',
+  'direction',
+  'event',
+  'sent_bytes',
+  'received_bytes',
+  'duration',
+  'state',
+  'retransmissions',
+  'lost_packets',
+  'srtt',
+  'min_rtt',
+  RawAttr.failureReason,
+  'source.address',
+  'source.port',
+  'destination.address',
+  'destination.port',
+  'original_destination.address',
+  'original_destination.port',
+  'network.transport',
+  'network.type',
+] as const;
+type OwnKey = (typeof OWN_KEYS)[number];
+const OWN_KEY_SET: ReadonlySet<string> = new Set(OWN_KEYS);
+
+/** Field 1 (key) of a KeyValue, per own key: the key's bytes are written once per process. */
+const KEY_FIELD = Object.fromEntries(OWN_KEYS.map((k) => [k, encodeFragment((w) => w.tag(1, LD).string(k))])) as Record<OwnKey, Uint8Array>;
+
+/** LogRecord field numbers (opentelemetry/proto/logs/v1/logs.proto). */
+const F = { time: 1, severityNumber: 2, severityText: 3, body: 5, attributes: 6, dropped: 7, observedTime: 11 } as const;
+
+/** Severity number + text fields, per severity the access log uses. */
+const SEVERITY: Record<'INFO' | 'WARN', Uint8Array> = {
+  INFO: encodeFragment((w) => w.tag(F.severityNumber, WireType.Varint).int32(SeverityNumber.INFO).tag(F.severityText, LD).string('INFO')),
+  WARN: encodeFragment((w) => w.tag(F.severityNumber, WireType.Varint).int32(SeverityNumber.WARN).tag(F.severityText, LD).string('WARN')),
+};
+
+/** The identity attributes of one label set: their KeyValue fields, and whether the fast path may splice them. */
+interface IdentityBlock {
+  bytes: Uint8Array;
+  /** Attributes in the block. */
+  count: number;
+  /**
+   * False when the set holds a key the exporter sets itself (its value and
+   * place follow the merge rules of accessLogAttributes), an empty key (the
+   * SDK drops it) or a non-string value: such records take the generic path.
+   */
+  spliceable: boolean;
+}
+
+/** Distinct identity sets kept (each a few hundred bytes). */
+const IDENTITY_CACHE_SIZE = 4_096;
+/** Distinct values kept per low-cardinality attribute (addresses, states...). */
+const VALUE_CACHE_SIZE = 4_096;
+
+/** Where the access-log records were made: the SDK's `getLogger('kmesh-otel')`. */
+export const ACCESS_LOG_SCOPE: Scope = { name: 'kmesh-otel' };
+
+/** An encoded export request and the number of items (log records, data points) it carries. */
+export interface EncodedRequest {
+  bytes: Uint8Array;
+  items: number;
+}
+
+export class AccessLogEncoder {
+  private readonly scope: { scope: Uint8Array; schemaUrl: Uint8Array };
+  private readonly identities = new FragmentCache<IdentityBlock>(IDENTITY_CACHE_SIZE);
+  /** Encoded KeyValue field per own string attribute and value. */
+  private readonly values = new Map<OwnKey, FragmentCache<Uint8Array>>();
+  private readonly eventTime = new UnixNanoBits();
+  private readonly observedTime = new UnixNanoBits();
+
+  constructor(
+    private readonly resource: Resource,
+    scope: Scope = ACCESS_LOG_SCOPE,
+  ) {
+    this.scope = encodeScope(scope);
+  }
+
+  /** Distinct identity attribute sets currently cached (tests). */
+  get cachedIdentitySets(): number {
+    return this.identities.size;
+  }
+
+  /** One ExportLogsServiceRequest with every entry, in order, under the resource and scope. */
+  encode(entries: readonly AccessLogEntry[]): EncodedRequest {
+    const w = new ProtoWriter();
+    const res = encodedResource(this.resource);
+    // ExportLogsServiceRequest.resource_logs(1) { resource(1), scope_logs(2) { scope(1), log_records(2)*, schema_url(3) }, schema_url(3) }
+    w.tag(1, LD).fork().raw(res.resource);
+    w.tag(2, LD).fork().raw(this.scope.scope);
+    for (const entry of entries) {
+      w.tag(2, LD).fork();
+      this.writeLogRecord(w, entry);
+      w.ldelim();
+    }
+    w.raw(this.scope.schemaUrl).ldelim();
+    w.raw(res.schemaUrl).ldelim();
+    return { bytes: w.finish(), items: entries.length };
+  }
+
+  /** The fields of one LogRecord message (what toLogRecord and sdk-logs would make of the entry). */
+  private writeLogRecord(w: ProtoWriter, entry: AccessLogEntry): void {
+    const e = entry.event;
+    w.tag(F.time, WireType.Fixed64).fixed64Bits(this.eventTime.of(e.timeUnixNano));
+    w.raw(SEVERITY[accessLogSeverity(entry)]);
+    w.tag(F.body, LD).fork().tag(1, LD).string(formatKmeshLine(entry)).ldelim();
+    const identity = this.identity(entry.attributes);
+    let dropped = 0;
+    if (identity.spliceable && identity.count + OWN_KEYS.length <= LOG_RECORD_ATTRIBUTE_COUNT_LIMIT) {
+      w.raw(identity.bytes);
+      this.writeOwnAttributes(w, entry);
+    } else {
+      dropped = writeLimitedAttributes(w, kmeshLineAndAttributes(entry).attributes);
+    }
+    w.tag(F.dropped, WireType.Varint).uint32(dropped);
+    w.tag(F.observedTime, WireType.Fixed64).fixed64Bits(this.observedTime.of(entry.observedUnixNano));
+  }
+
+  /** The identity block of a processor attribute set, from the cache when this set was seen before. */
+  private identity(attributes: Readonly<Record<string, string>>): IdentityBlock {
+    // JSON: injective over string-valued sets (quotes and separators are escaped), and native-fast.
+    const key = JSON.stringify(attributes);
+    let block = this.identities.get(key);
+    if (block === undefined) {
+      let spliceable = true;
+      let count = 0;
+      const bytes = encodeFragment((w) => {
+        for (const k in attributes) {
+          const v = attributes[k] as unknown;
+          // accessLogAttributes leaves empty values out ("unknown").
+          if (v === '') continue;
+          if (k === '' || typeof v !== 'string' || OWN_KEY_SET.has(k)) spliceable = false;
+          writeKeyValue(w, F.attributes, k, v);
+          count++;
+        }
+      });
+      block = { bytes, count, spliceable };
+      this.identities.set(key, block);
+    }
+    return block;
+  }
+
+  /** A string attribute with few distinct values, as a cached KeyValue field. */
+  private stringAttr(w: ProtoWriter, key: OwnKey, value: string): void {
+    let cache = this.values.get(key);
+    if (cache === undefined) {
+      cache = new FragmentCache<Uint8Array>(VALUE_CACHE_SIZE);
+      this.values.set(key, cache);
+    }
+    let bytes = cache.get(value);
+    if (bytes === undefined) {
+      bytes = encodeFragment((f) => writeKeyValue(f, F.attributes, key, value));
+      cache.set(value, bytes);
+    }
+    w.raw(bytes);
+  }
+
+  /** A KeyValue field whose key bytes are cached and whose value is encoded now. */
+  private attr(w: ProtoWriter, key: OwnKey, value: string | number): void {
+    w.tag(F.attributes, LD).fork().raw(KEY_FIELD[key]).tag(2, LD).fork();
+    writeAnyValue(w, value);
+    w.ldelim().ldelim();
+  }
+
+  /** accessLogAttributes' own part (after the identity attributes), same keys, order and value types. */
+  private writeOwnAttributes(w: ProtoWriter, entry: AccessLogEntry): void {
+    const e = entry.event;
+    this.attr(w, 'src.addr', formatAddr(e.srcAddr, e.srcPort));
+    this.attr(w, 'dst.addr', formatAddr(e.dstAddr, e.dstPort));
+    this.stringAttr(w, 'direction', e.direction);
+    this.stringAttr(w, 'event', e.kind);
+    this.attr(w, 'sent_bytes', e.sentBytes);
+    this.attr(w, 'received_bytes', e.receivedBytes);
+    this.attr(w, 'duration', e.durationNs / 1e6);
+    if (e.state !== '') this.stringAttr(w, 'state', e.state);
+    this.attr(w, 'retransmissions', e.retransmits);
+    this.attr(w, 'lost_packets', e.lostPackets);
+    if (e.srttUs > 0) this.attr(w, 'srtt', e.srttUs / 1000);
+    if (e.minRttUs > 0) this.attr(w, 'min_rtt', e.minRttUs / 1000);
+    if (e.kind === 'fail') this.stringAttr(w, RawAttr.failureReason, e.failure ?? 'other');
+    this.stringAttr(w, 'source.address', e.srcAddr);
+    this.attr(w, 'source.port', e.srcPort);
+    this.stringAttr(w, 'destination.address', e.dstAddr);
+    this.attr(w, 'destination.port', e.dstPort);
+    if (e.origDstAddr !== undefined) this.stringAttr(w, 'original_destination.address', e.origDstAddr);
+    if (e.origDstPort !== undefined) this.attr(w, 'original_destination.port', e.origDstPort);
+    this.stringAttr(w, 'network.transport', 'tcp');
+    this.stringAttr(w, 'network.type', e.family === 6 ? 'ipv6' : 'ipv4');
+  }
+}
+
+/**
+ * Attributes under the SDK's LogRecord rules (core's maybeAddAttribute):
+ * undefined values and empty keys are skipped; beyond
+ * {@link LOG_RECORD_ATTRIBUTE_COUNT_LIMIT} attributes the rest are dropped
+ * and counted. Returns the dropped count.
+ */
+function writeLimitedAttributes(w: ProtoWriter, attributes: Readonly<Record<string, unknown>>): number {
+  let count = 0;
+  let dropped = 0;
+  for (const [k, v] of Object.entries(attributes)) {
+    if (v === undefined || k === '') continue;
+    if (count >= LOG_RECORD_ATTRIBUTE_COUNT_LIMIT) {
+      dropped++;
+      continue;
+    }
+    writeKeyValue(w, F.attributes, k, v);
+    count++;
+  }
+  return dropped;
+}
