@@ -4,6 +4,7 @@ import type { AccessLogEntry } from '../../../model/logs.js';
 import { RawAttr } from '../../../model/metrics.js';
 import { accessLogSeverity, formatAddr, formatKmeshLine, kmeshLineAndAttributes } from '../../debug/accessLogLine.js';
 import { encodedResource, encodeScope, FragmentCache, writeAnyValue, writeKeyValue, type Scope } from './common.js';
+import type { EncodedRequest } from '../transport.js';
 import { encodeFragment, ProtoWriter, UnixNanoBits, WireType } from './ProtoWriter.js';
 
 /**
@@ -86,12 +87,6 @@ const VALUE_CACHE_SIZE = 4_096;
 
 /** Where the access-log records were made: the SDK's `getLogger('kmesh-otel')`. */
 export const ACCESS_LOG_SCOPE: Scope = { name: 'kmesh-otel' };
-
-/** An encoded export request and the number of items (log records, data points) it carries. */
-export interface EncodedRequest {
-  bytes: Uint8Array;
-  items: number;
-}
 
 export class AccessLogEncoder {
   private readonly scope: { scope: Uint8Array; schemaUrl: Uint8Array };
