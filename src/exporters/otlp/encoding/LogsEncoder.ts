@@ -3,9 +3,9 @@ import { SeverityNumber } from '@opentelemetry/api';
 import type { AccessLogEntry } from '../../../model/logs.js';
 import { RawAttr } from '../../../model/metrics.js';
 import { accessLogSeverity, formatAddr, formatKmeshLine, kmeshLineAndAttributes } from '../../debug/accessLogLine.js';
-import { encodedResource, encodeScope, FragmentCache, writeAnyValue, writeKeyValue, type Scope } from './common.js';
+import { encodedResource, encodeScope, FragmentCache, writeKeyValue, type Scope } from './common.js';
 import type { EncodedRequest } from '../transport.js';
-import { encodeFragment, ProtoWriter, UnixNanoBits, WireType } from './ProtoWriter.js';
+import { encodeFragment, int64VarintLength, ProtoWriter, UnixNanoBits, WireType } from './ProtoWriter.js';
 
 /**
  * Direct OTLP encoding of access logs: one ExportLogsServiceRequest
@@ -24,6 +24,10 @@ import { encodeFragment, ProtoWriter, UnixNanoBits, WireType } from './ProtoWrit
  */
 
 const LD = WireType.LengthDelimited;
+
+/** LogRecord field numbers (opentelemetry/proto/logs/v1/logs.proto). */
+const F = { time: 1, severityNumber: 2, severityText: 3, body: 5, attributes: 6, dropped: 7, observedTime: 11 } as const;
+const F_ATTRIBUTES = F.attributes;
 
 /** The SDK's default LogRecord attribute count limit (sdk-logs LogRecordLimits, OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT unset). */
 export const LOG_RECORD_ATTRIBUTE_COUNT_LIMIT = 128;
@@ -55,11 +59,35 @@ const OWN_KEYS = [
 type OwnKey = (typeof OWN_KEYS)[number];
 const OWN_KEY_SET: ReadonlySet<string> = new Set(OWN_KEYS);
 
-/** Field 1 (key) of a KeyValue, per own key: the key's bytes are written once per process. */
-const KEY_FIELD = Object.fromEntries(OWN_KEYS.map((k) => [k, encodeFragment((w) => w.tag(1, LD).string(k))])) as Record<OwnKey, Uint8Array>;
+/**
+ * Per own key, the encoded start of its KeyValue after the KeyValue's own
+ * length: the key field, then the tag of the value field (2). Written once
+ * per process; a record adds the lengths and the value.
+ */
+const KEY_PREFIX = Object.fromEntries(OWN_KEYS.map((k) => [k, encodeFragment((w) => w.tag(1, LD).string(k).tag(2, LD))])) as Record<
+  OwnKey,
+  Uint8Array
+>;
 
-/** LogRecord field numbers (opentelemetry/proto/logs/v1/logs.proto). */
-const F = { time: 1, severityNumber: 2, severityText: 3, body: 5, attributes: 6, dropped: 7, observedTime: 11 } as const;
+/**
+ * Per own key, a whole double-valued KeyValue field up to the 8 value bytes:
+ * attributes tag, KeyValue length, key, value tag, AnyValue length (9),
+ * double_value tag. Its length is fixed, so a record adds only the double.
+ */
+const DOUBLE_PREFIX = Object.fromEntries(
+  OWN_KEYS.map((k) => [
+    k,
+    encodeFragment((w) =>
+      w
+        .tag(F_ATTRIBUTES, LD)
+        .uint32(KEY_PREFIX[k].length + 1 + 9)
+        .raw(KEY_PREFIX[k])
+        .uint32(9)
+        .tag(4, WireType.Fixed64),
+    ),
+  ]),
+) as Record<OwnKey, Uint8Array>;
+
 
 /** Severity number + text fields, per severity the access log uses. */
 const SEVERITY: Record<'INFO' | 'WARN', Uint8Array> = {
@@ -80,8 +108,71 @@ interface IdentityBlock {
   spliceable: boolean;
 }
 
-/** Distinct identity sets kept (each a few hundred bytes). */
-const IDENTITY_CACHE_SIZE = 4_096;
+/** Longest AnyValue with a cached {@link valuePrefix} (addresses, `ip:port` fit). */
+const MAX_PREFIXED_LENGTH = 64;
+
+/** Per own key, indexed by AnyValue length x 8 + value field: the KeyValue field's bytes before the value. */
+const VALUE_PREFIXES = Object.fromEntries(OWN_KEYS.map((k) => [k, [] as Array<Uint8Array | undefined>])) as Record<
+  OwnKey,
+  Array<Uint8Array | undefined>
+>;
+
+/**
+ * A whole KeyValue attribute field up to its value's payload: attributes
+ * tag, KeyValue length, key, value tag, AnyValue length, the AnyValue's
+ * field tag (`valueField`). Depends only on the key, the value type and
+ * the AnyValue's length, so a record writes one splice and the payload.
+ * Bounded: own keys x 2 types x lengths up to {@link MAX_PREFIXED_LENGTH}.
+ */
+function valuePrefix(key: OwnKey, valueField: number, wireType: WireType, anyLen: number): Uint8Array {
+  const slot = anyLen * 8 + valueField;
+  let prefix = VALUE_PREFIXES[key][slot];
+  if (prefix === undefined) {
+    const head = KEY_PREFIX[key];
+    prefix = encodeFragment((w) =>
+      w
+        .tag(F_ATTRIBUTES, LD)
+        .uint32(head.length + int64VarintLength(anyLen) + anyLen)
+        .raw(head)
+        .uint32(anyLen)
+        .tag(valueField, wireType),
+    );
+    VALUE_PREFIXES[key][slot] = prefix;
+  }
+  return prefix;
+}
+
+/** Trie nodes kept for identity sets (one per attribute of each distinct prefix; ~100 B each, plus the blocks). */
+const IDENTITY_TRIE_NODES = 65_536;
+
+/** A trie node: the sets that continue with (key, value) pairs, and the block of the set that ends here. */
+interface TrieNode {
+  next: Map<string, Map<string, TrieNode>>;
+  block: IdentityBlock | undefined;
+}
+
+/** The encoded identity attributes of a set, and whether the fast path may splice them. */
+function identityBlock(attributes: Readonly<Record<string, unknown>>): IdentityBlock {
+  let spliceable = true;
+  let count = 0;
+  const bytes = encodeFragment((w) => {
+    for (const k in attributes) {
+      const v = attributes[k];
+      // accessLogAttributes leaves empty values out ("unknown").
+      if (v === '') continue;
+      if (k === '' || typeof v !== 'string' || OWN_KEY_SET.has(k)) spliceable = false;
+      writeKeyValue(w, F.attributes, k, v);
+      count++;
+    }
+  });
+  return { bytes, count, spliceable };
+}
+
+/** Encoded size of an AnyValue holding string `s` (string_value tag, length, UTF-8 bytes). */
+function stringAnyValueLength(s: string): number {
+  const n = Buffer.byteLength(s);
+  return 1 + int64VarintLength(n) + n;
+}
 /** Distinct values kept per low-cardinality attribute (addresses, states...). */
 const VALUE_CACHE_SIZE = 4_096;
 
@@ -90,7 +181,8 @@ export const ACCESS_LOG_SCOPE: Scope = { name: 'kmesh-otel' };
 
 export class AccessLogEncoder {
   private readonly scope: { scope: Uint8Array; schemaUrl: Uint8Array };
-  private readonly identities = new FragmentCache<IdentityBlock>(IDENTITY_CACHE_SIZE);
+  private trie: TrieNode = { next: new Map(), block: undefined };
+  private trieNodes = 0;
   /** Encoded KeyValue field per own string attribute and value. */
   private readonly values = new Map<OwnKey, FragmentCache<Uint8Array>>();
   private readonly eventTime = new UnixNanoBits();
@@ -105,7 +197,12 @@ export class AccessLogEncoder {
 
   /** Distinct identity attribute sets currently cached (tests). */
   get cachedIdentitySets(): number {
-    return this.identities.size;
+    const count = (n: TrieNode): number => {
+      let c = n.block !== undefined ? 1 : 0;
+      for (const byValue of n.next.values()) for (const child of byValue.values()) c += count(child);
+      return c;
+    };
+    return count(this.trie);
   }
 
   /** One ExportLogsServiceRequest with every entry, in order, under the resource and scope. */
@@ -130,7 +227,8 @@ export class AccessLogEncoder {
     const e = entry.event;
     w.tag(F.time, WireType.Fixed64).fixed64Bits(this.eventTime.of(e.timeUnixNano));
     w.raw(SEVERITY[accessLogSeverity(entry)]);
-    w.tag(F.body, LD).fork().tag(1, LD).string(formatKmeshLine(entry)).ldelim();
+    const line = formatKmeshLine(entry);
+    w.tag(F.body, LD).uint32(stringAnyValueLength(line)).tag(1, LD).string(line);
     const identity = this.identity(entry.attributes);
     let dropped = 0;
     if (identity.spliceable && identity.count + OWN_KEYS.length <= LOG_RECORD_ATTRIBUTE_COUNT_LIMIT) {
@@ -143,28 +241,40 @@ export class AccessLogEncoder {
     w.tag(F.observedTime, WireType.Fixed64).fixed64Bits(this.observedTime.of(entry.observedUnixNano));
   }
 
-  /** The identity block of a processor attribute set, from the cache when this set was seen before. */
+  /**
+   * The identity block of a processor attribute set, from the cache when
+   * this set was seen before. The cache is a trie over the set's (key,
+   * value) pairs in order: the processors hand out the same key and value
+   * strings again (pod names, namespaces from their index), whose hashes V8
+   * keeps, so a lookup hashes no new string — a joined key per record cost
+   * more than encoding the set.
+   */
   private identity(attributes: Readonly<Record<string, string>>): IdentityBlock {
-    // JSON: injective over string-valued sets (quotes and separators are escaped), and native-fast.
-    const key = JSON.stringify(attributes);
-    let block = this.identities.get(key);
-    if (block === undefined) {
-      let spliceable = true;
-      let count = 0;
-      const bytes = encodeFragment((w) => {
-        for (const k in attributes) {
-          const v = attributes[k] as unknown;
-          // accessLogAttributes leaves empty values out ("unknown").
-          if (v === '') continue;
-          if (k === '' || typeof v !== 'string' || OWN_KEY_SET.has(k)) spliceable = false;
-          writeKeyValue(w, F.attributes, k, v);
-          count++;
-        }
-      });
-      block = { bytes, count, spliceable };
-      this.identities.set(key, block);
+    let node = this.trie;
+    for (const k in attributes) {
+      const v = attributes[k] as unknown;
+      if (typeof v !== 'string') return identityBlock(attributes); // bad input: not cached, takes the generic path
+      let byValue = node.next.get(k);
+      if (byValue === undefined) {
+        byValue = new Map();
+        node.next.set(k, byValue);
+      }
+      let child = byValue.get(v);
+      if (child === undefined) {
+        if (++this.trieNodes > IDENTITY_TRIE_NODES) return this.resetTrie(attributes);
+        child = { next: new Map(), block: undefined };
+        byValue.set(v, child);
+      }
+      node = child;
     }
-    return block;
+    return (node.block ??= identityBlock(attributes));
+  }
+
+  /** Bounded memory: a full trie is dropped whole (the working set refills it). */
+  private resetTrie(attributes: Readonly<Record<string, string>>): IdentityBlock {
+    this.trie = { next: new Map(), block: undefined };
+    this.trieNodes = 0;
+    return identityBlock(attributes);
   }
 
   /** A string attribute with few distinct values, as a cached KeyValue field. */
@@ -182,11 +292,34 @@ export class AccessLogEncoder {
     w.raw(bytes);
   }
 
-  /** A KeyValue field whose key bytes are cached and whose value is encoded now. */
+  /**
+   * A KeyValue field whose key bytes are cached and whose value is encoded
+   * now. The lengths are computed (AnyValue: tag + value), so no nested
+   * writer state is forked per attribute; strings and non-finite or
+   * out-of-range numbers take the generic KeyValue writer.
+   */
   private attr(w: ProtoWriter, key: OwnKey, value: string | number): void {
-    w.tag(F.attributes, LD).fork().raw(KEY_FIELD[key]).tag(2, LD).fork();
-    writeAnyValue(w, value);
-    w.ldelim().ldelim();
+    if (typeof value === 'number' && Number.isFinite(value)) {
+      // The SDK's choice: int_value for integers in int64 range, else double_value.
+      if (!Number.isInteger(value)) {
+        w.raw(DOUBLE_PREFIX[key]).double(value);
+        return;
+      }
+      if (Math.abs(value) <= Number.MAX_SAFE_INTEGER) {
+        // AnyValue = int_value tag + varint: 2..11 bytes.
+        w.raw(valuePrefix(key, 3, WireType.Varint, 1 + int64VarintLength(value))).int64(value);
+        return;
+      }
+    }
+    if (typeof value === 'string') {
+      const n = Buffer.byteLength(value);
+      const anyLen = 1 + int64VarintLength(n) + n;
+      if (anyLen <= MAX_PREFIXED_LENGTH) {
+        w.raw(valuePrefix(key, 1, LD, anyLen)).string(value);
+        return;
+      }
+    }
+    writeKeyValue(w, F_ATTRIBUTES, key, value);
   }
 
   /** accessLogAttributes' own part (after the identity attributes), same keys, order and value types. */

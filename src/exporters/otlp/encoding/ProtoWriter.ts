@@ -71,7 +71,13 @@ function writeUtf8(val: string, buf: Uint8Array, pos: number): void {
 }
 
 function copyInto(val: Uint8Array, buf: Uint8Array, pos: number): void {
-  buf.set(val, pos);
+  // Most splices are a few dozen bytes, where TypedArray#set's setup costs more than the copy.
+  const n = val.length;
+  if (n > 32) {
+    buf.set(val, pos);
+    return;
+  }
+  for (let i = 0; i < n; i++) buf[pos + i] = val[i]!;
 }
 
 /**
@@ -82,6 +88,11 @@ export function encodeFragment(write: (w: ProtoWriter) => void): Uint8Array {
   const w = new ProtoWriter();
   write(w);
   return w.finish();
+}
+
+/** Bytes of `n` (an integer) as an int64 varint: protobufjs's own LongBits sizing, as its writer uses. */
+export function int64VarintLength(n: number): number {
+  return protobuf.util.LongBits.fromNumber(n).length();
 }
 
 /** A 64-bit unsigned value as protobufjs takes it for fixed64 (its `Long`-like shape). */
