@@ -191,9 +191,9 @@ function makeWorkload(): Workload {
 /** Sum of a counter family's values in a store. */
 function storeTotal(store: SeriesStore, family: string): number {
   let total = 0;
-  for (const m of store.collectSync().resourceMetrics.scopeMetrics[0]?.metrics ?? []) {
-    if (m.descriptor.name !== family) continue;
-    for (const p of m.dataPoints) total += p.value as number;
+  for (const f of store.snapshot().families) {
+    if (f.def.name !== family) continue;
+    for (let i = 0; i < f.length; i++) total += f.values[i]!;
   }
   return total;
 }
@@ -305,7 +305,7 @@ async function naiveTotal(reader: BenchReader, name: string): Promise<{ total: n
 
 async function recordsToSeries(runs: number, command: string): Promise<Figure> {
   const w = makeWorkload();
-  const store = new SeriesStore({ schema: kmeshSchema, resource: resourceFromAttributes({ 'service.name': 'bench' }) });
+  const store = new SeriesStore({ schema: kmeshSchema });
   const naive = makeNaive();
   // Warm-up (JIT, series creation) on both paths, then verify both paths count the same bytes.
   const warm = runOurs(w, store, 200_000);

@@ -1,18 +1,6 @@
-import { ValueType, type Attributes, type Counter, type HrTime } from '@opentelemetry/api';
-import { millisToHrTime } from '@opentelemetry/core';
-import type { Resource } from '@opentelemetry/resources';
-import {
-  AggregationTemporality,
-  DataPointType,
-  type CollectionResult,
-  type DataPoint,
-  type Histogram,
-  type MetricData,
-  type MetricProducer,
-} from '@opentelemetry/sdk-metrics';
+import type { Attributes, Counter } from '@opentelemetry/api';
 import type { FlowPoint, MetricsBatch } from '../model/metrics.js';
 import type { SelfTelemetry } from '../telemetry/SelfTelemetry.js';
-import { labelPairs, parseLabelPairs } from './labelText.js';
 import { labelValues, type FamilyBinding, type FamilyDef, type LabelGroup, type MetricSchema } from './schema.js';
 
 /** The OpenTelemetry SDK's cardinality-overflow attribute (spec: metrics SDK, "Overflow attribute"). */
@@ -24,8 +12,6 @@ export const DEFAULT_SERIES_TTL_MS = 5 * 60_000;
 
 export interface SeriesStoreOptions {
   schema: MetricSchema;
-  /** Resource put on the collected ResourceMetrics (a reader keeps its own MeterProvider's). */
-  resource: Resource;
   /** `cumulative` (Prometheus, OTLP default) or `delta` (values since the previous collect). Default cumulative. */
   temporality?: 'cumulative' | 'delta';
   /** Series budget per family; further label sets go to one overflow series. Default 10000. */
@@ -36,8 +22,6 @@ export interface SeriesStoreOptions {
   telemetry?: SelfTelemetry;
   /** Attributes on the store's self-metrics, e.g. `{ exporter: 'prometheus' }`. */
   telemetryAttributes?: Attributes;
-  /** Instrumentation scope name of the TCP families. Default `kmesh-otel`. */
-  scopeName?: string;
   /** Clock, ms since the epoch (tests inject one). */
   now?: () => number;
 }
@@ -68,7 +52,7 @@ const B_OWNER = 0;
  * offset at `2*gi` and its owner token at `2*gi+1` (offset -1: none), and the
  * label set at `2*groups + gi`. One plain array: small integers stay unboxed.
  */
-type AttrCache = (number | LabelSet | undefined)[];
+type AttrCache<W> = (number | LabelSet<W> | undefined)[];
 
 /**
  * One distinct list of label values of one {@link LabelGroup}. The state of
@@ -77,8 +61,14 @@ type AttrCache = (number | LabelSet | undefined)[];
  * block of numbers in the group's slab (a Float64Array shared by all its
  * sets): a point's updates touch one contiguous block, and neither a series
  * nor a set's numbers cost an object of their own.
+ *
+ * The set belongs to no wire format: it holds the values as a list. Each
+ * exporter owns its store and keeps its wire form of the set (Prometheus:
+ * the escaped label text; OTLP: attributes or encoded bytes) in {@link wire},
+ * built on first use and dropped with the set; or, for a table of its own,
+ * indexes it by {@link id}.
  */
-export class LabelSet {
+export class LabelSet<W = unknown> {
   /** Number of existing series in the set's block. */
   live = 0;
   /**
@@ -88,41 +78,43 @@ export class LabelSet {
   offset = -1;
   /** The token written at the start of the set's block while it owns it. */
   token = 0;
-  private attrs: Attributes | undefined = undefined;
+  /**
+   * A small integer, unique among the store's registered sets (all groups)
+   * and reused once a set is released: an array index for an exporter's
+   * per-set table (check the entry's set, ids are reused). -1 while the set
+   * is not registered.
+   */
+  id = -1;
+  /** The store owner's wire form of this set (see the class comment); the store never reads it. */
+  wire: W | undefined = undefined;
 
   constructor(
     /** Label names (shared with the family definitions). */
     readonly names: readonly string[],
-    /**
-     * The label pairs in the Prometheus text format (`a="x",b="y"`, escaped;
-     * see labelText.ts): the set's identity within its group, what the
-     * exposition writer copies into every sample line of the set, and the
-     * only copy of its values the set keeps (one flat string, no array).
-     */
+    /** The label values, aligned with {@link names}; never changed. */
+    readonly values: readonly string[],
+    /** The set's identity within its group ({@link valuesKey} of the values). */
     readonly key: string,
   ) {}
-
-  /** The label values, aligned with {@link names}. */
-  values(): string[] {
-    // The key is always labelPairs(names, values) output, so this cannot fail.
-    return parseLabelPairs(this.names, this.key) ?? [];
-  }
-
-  /** The labels as OpenTelemetry attributes; built on first use (OTLP, debug) and shared by every point of this set. */
-  attributes(): Attributes {
-    if (this.attrs === undefined) {
-      const a: Attributes = {};
-      const values = this.values();
-      for (let i = 0; i < this.names.length; i++) a[this.names[i]!] = values[i];
-      this.attrs = a;
-    }
-    return this.attrs;
-  }
 }
 
-interface FamilyState {
+/**
+ * A string equal for equal value lists and distinct otherwise: the values
+ * joined by U+0001, which label values (Kubernetes names, addresses, the
+ * schema's placeholders) do not contain; a list where one does is keyed by
+ * its JSON text behind a U+0001, which no join can start with (its first
+ * value would hold a U+0001, and such a list takes this branch).
+ */
+export function valuesKey(values: readonly string[]): string {
+  for (let i = 0; i < values.length; i++) {
+    if (values[i]!.indexOf('\u0001') >= 0) return '\u0001' + JSON.stringify(values);
+  }
+  return values.join('\u0001');
+}
+
+interface FamilyState<W> {
   readonly def: FamilyDef;
-  readonly group: GroupState;
+  readonly group: GroupState<W>;
   /** Offset of this family's series within a label set's block. */
   readonly base: number;
   /** Number of histogram counts (buckets + 1); 0 for counters. */
@@ -133,12 +125,12 @@ interface FamilyState {
   readonly stride: number;
 }
 
-interface GroupState {
+interface GroupState<W> {
   readonly group: LabelGroup;
   readonly read: LabelGroup['read'];
   readonly bindings: readonly FamilyBinding[];
   /** Per binding: its family's state. */
-  readonly families: FamilyState[];
+  readonly families: FamilyState<W>[];
   /** Numbers per label set (block size). */
   readonly blockSize: number;
   /** The blocks of the registered sets (and the overflow set at 0); grows by doubling. */
@@ -147,18 +139,18 @@ interface GroupState {
   readonly freeBlocks: number[];
   /** End of the used part of the slab. */
   used: number;
-  readonly byKey: Map<string, LabelSet>;
+  readonly byKey: Map<string, LabelSet<W>>;
   /** The `otel_metric_overflow="true"` set (block 0): its series take what label sets beyond a family's budget contribute. */
-  readonly overflow: LabelSet;
+  readonly overflow: LabelSet<W>;
 }
 
 /** A family's points as of one collect, in flat arrays (no per-point objects). */
-export interface FamilySnapshot {
+export interface FamilySnapshot<W = unknown> {
   readonly def: FamilyDef;
   /** Number of points. */
   readonly length: number;
   /** Label set of each point. */
-  readonly labels: readonly LabelSet[];
+  readonly labels: readonly LabelSet<W>[];
   /** Start of each point's accumulation, ms. */
   readonly startMs: Float64Array;
   /**
@@ -171,17 +163,22 @@ export interface FamilySnapshot {
 }
 
 /** What one collect saw: the families with at least one point, in schema order. */
-export interface StoreSnapshot {
+export interface StoreSnapshot<W = unknown> {
   readonly endMs: number;
-  readonly families: readonly FamilySnapshot[];
+  /** `delta`: each point holds what was added since the previous collect. */
+  readonly temporality: 'cumulative' | 'delta';
+  readonly families: readonly FamilySnapshot<W>[];
 }
 
 /**
  * Cumulative (or delta) state of every series of a schema's families, updated
- * once per FlowPoint (per flush, not per connection record), and read by the
- * OpenTelemetry SDK as a {@link MetricProducer} — so it plugs into a
- * PeriodicExportingMetricReader via `metricProducers` — or, without building
- * SDK data points, through {@link snapshot} (the Prometheus exposition writer).
+ * once per FlowPoint (per flush, not per connection record), and read through
+ * {@link snapshot}: flat arrays of numbers and {@link LabelSet}s, in no wire
+ * format. Each exporter builds its own store (src/exporters/common/seriesStore.ts)
+ * and turns snapshots into its wire format: the Prometheus exposition writer,
+ * the SDK's MetricData (src/exporters/common/sdkMetrics.ts, for the OTLP and
+ * debug exporters), each caching its form of a label set in `LabelSet.wire`
+ * (the `W` type parameter).
  *
  * Why not SDK instruments: an instrument cannot forget a series (a deleted
  * pod's label set stays forever), and a per-record `counter.add` with 23
@@ -191,15 +188,14 @@ export interface StoreSnapshot {
  * slab blocks it resolved to, so a point carrying an attributes object seen
  * before costs a WeakMap lookup and a few number updates in one block (the
  * block's owner token says the cached offset is still valid). A new object
- * costs rendering its label pairs (values read, escaped, joined: the same
- * order of work as the key the store built per point before) and one Map
- * lookup per group. Attributes objects are treated as immutable once
+ * costs reading its label values, joining them into the set's key and one
+ * Map lookup per group. Attributes objects are treated as immutable once
  * consumed, as everywhere in the pipeline (processors build new objects;
  * nothing edits a point's attributes after handing the point on).
  *
  * Memory: no object per series. One {@link LabelSet} per distinct label
- * value list of a group: one flat string (the label pairs, also its key) and
- * a block of numbers in the group's slab holding all the group's series with
+ * value list of a group: the values (strings shared with the attributes
+ * they came from), their joined key, the owner's wire form, and a block of numbers in the group's slab holding all the group's series with
  * those labels. The slab grows by doubling and does not shrink; freed blocks
  * are reused.
  *
@@ -215,43 +211,40 @@ export interface StoreSnapshot {
  *   label set. A series that comes back later restarts from 0 with a new start
  *   time, which Prometheus `rate()` and OTLP consumers treat as a reset.
  *
- * collect() and snapshot() copy the values synchronously, so concurrent
+ * snapshot() copies the values synchronously, so concurrent
  * scrapes are safe and each sees one consistent state.
  */
-export class SeriesStore implements MetricProducer {
-  private readonly families: FamilyState[];
-  private readonly groups: GroupState[];
+export class SeriesStore<W = unknown> {
+  private readonly families: FamilyState<W>[];
+  private readonly groups: GroupState<W>[];
   private readonly schema: MetricSchema;
-  private readonly resource: Resource;
   private readonly delta: boolean;
   private readonly maxSeries: number;
   private readonly ttlMs: number;
   private readonly now: () => number;
-  private readonly scopeName: string;
   private readonly overflowCounter: Counter | undefined;
   private readonly telemetryAttributes: Attributes;
   /** attributes object -> its label set per group (entries die with the objects). */
-  private byAttributes = new WeakMap<object, AttrCache>();
+  private byAttributes = new WeakMap<object, AttrCache<W>>();
   /** Source of {@link LabelSet.token}s. */
   private nextToken = 1;
   /** Scratch for {@link LabelGroup.read}: one number per binding. */
   private readonly increments: Float64Array;
-  private lastCollectMs: number;
+  /** Released {@link LabelSet.id}s, reused first; and the next never-used one. */
+  private readonly freeIds: number[] = [];
+  private nextId = 0;
   private closed = false;
 
   constructor(opts: SeriesStoreOptions) {
     this.schema = opts.schema;
-    this.resource = opts.resource;
     this.delta = opts.temporality === 'delta';
     this.maxSeries = opts.maxSeriesPerFamily ?? DEFAULT_MAX_SERIES_PER_FAMILY;
     this.ttlMs = opts.seriesTtlMs ?? DEFAULT_SERIES_TTL_MS;
     this.now = opts.now ?? Date.now;
-    this.scopeName = opts.scopeName ?? 'kmesh-otel';
-    this.lastCollectMs = this.now();
     this.telemetryAttributes = opts.telemetryAttributes ?? {};
     const overflowNames = [OVERFLOW_ATTRIBUTE];
     const overflowValues = ['true'];
-    const byName = new Map<string, FamilyState>();
+    const byName = new Map<string, FamilyState<W>>();
     this.groups = opts.schema.groups.map((group) => {
       // Layout of a label set's state: each binding's numbers at a fixed offset.
       const layout: { family: FamilyDef; base: number; nCounts: number }[] = [];
@@ -261,10 +254,10 @@ export class SeriesStore implements MetricProducer {
         layout.push({ family: b.family, base: size, nCounts });
         size += nCounts === 0 ? COUNTER_FIELDS : F_COUNTS + nCounts;
       }
-      const overflow = new LabelSet(overflowNames, labelPairs(overflowNames, overflowValues));
+      const overflow = new LabelSet<W>(overflowNames, overflowValues, valuesKey(overflowValues));
       overflow.offset = 0;
       overflow.token = -1;
-      const g: GroupState = {
+      const g: GroupState<W> = {
         group,
         read: group.read,
         bindings: group.bindings,
@@ -273,11 +266,11 @@ export class SeriesStore implements MetricProducer {
         slab: new Float64Array(size * 64),
         freeBlocks: [],
         used: size, // block 0: the overflow set
-        byKey: new Map<string, LabelSet>(),
+        byKey: new Map<string, LabelSet<W>>(),
         overflow,
       };
       for (const l of layout) {
-        const f: FamilyState = { def: l.family, group: g, base: l.base, nCounts: l.nCounts, live: 0, stride: l.nCounts === 0 ? 1 : l.nCounts + 4 };
+        const f: FamilyState<W> = { def: l.family, group: g, base: l.base, nCounts: l.nCounts, live: 0, stride: l.nCounts === 0 ? 1 : l.nCounts + 4 };
         g.families.push(f);
         byName.set(l.family.name, f);
       }
@@ -310,18 +303,13 @@ export class SeriesStore implements MetricProducer {
     for (let i = 0; i < points.length; i++) this.addAt(points[i]!, nowMs);
   }
 
-  /** Adds one point's contributions. */
-  add(point: FlowPoint): void {
-    this.addAt(point, this.now());
-  }
-
   private addAt(point: FlowPoint, nowMs: number): void {
     const attrs = point.attributes;
     const groups = this.groups;
     const ng = groups.length;
     let c = this.byAttributes.get(attrs);
     if (c === undefined) {
-      c = new Array<number | LabelSet | undefined>(3 * ng);
+      c = new Array<number | LabelSet<W> | undefined>(3 * ng);
       for (let gi = 0; gi < ng; gi++) {
         c[2 * gi] = -1;
         c[2 * gi + 1] = 0;
@@ -345,7 +333,7 @@ export class SeriesStore implements MetricProducer {
         const fam = g.families[bi]!;
         let o = block < 0 ? -1 : block + fam.base;
         if (o < 0 || st[o + F_EXISTS] === 0) {
-          const ls = this.labelSetOf(g, c[2 * ng + gi] as LabelSet | undefined, attrs);
+          const ls = this.labelSetOf(g, c[2 * ng + gi] as LabelSet<W> | undefined, attrs);
           c[2 * ng + gi] = ls;
           o = ls.offset >= 0 && st[ls.offset + fam.base + F_EXISTS] !== 0 ? ls.offset + fam.base : this.newSeries(fam, ls, nowMs);
           st = g.slab; // may have grown
@@ -381,12 +369,12 @@ export class SeriesStore implements MetricProducer {
    * resolved to before, since removed) or to `attrs`' values; else a new,
    * unregistered one (registered when it gets its first series).
    */
-  private labelSetOf(g: GroupState, cached: LabelSet | undefined, attrs: Record<string, string>): LabelSet {
+  private labelSetOf(g: GroupState<W>, cached: LabelSet<W> | undefined, attrs: Record<string, string>): LabelSet<W> {
     if (cached !== undefined) return g.byKey.get(cached.key) ?? cached;
     const names = g.group.labels;
     const values = labelValues(attrs, names, this.schema.unknown);
-    const key = labelPairs(names, values);
-    return g.byKey.get(key) ?? new LabelSet(names, key);
+    const key = valuesKey(values);
+    return g.byKey.get(key) ?? new LabelSet<W>(names, values, key);
   }
 
   /**
@@ -396,7 +384,7 @@ export class SeriesStore implements MetricProducer {
    * series and returns the index of that one (nothing is remembered in `ls`:
    * once a slot frees up, the label set gets a series of its own).
    */
-  private newSeries(fam: FamilyState, ls: LabelSet, nowMs: number): number {
+  private newSeries(fam: FamilyState<W>, ls: LabelSet<W>, nowMs: number): number {
     const g = fam.group;
     if (fam.live >= this.maxSeries) {
       this.overflowCounter?.add(1, { ...this.telemetryAttributes, metric: fam.def.name });
@@ -410,6 +398,7 @@ export class SeriesStore implements MetricProducer {
       // Tokens only need to differ between a block's successive owners; wrap within small integers.
       this.nextToken = this.nextToken >= 0x3fffffff ? 1 : this.nextToken + 1;
       g.slab[ls.offset + B_OWNER] = ls.token;
+      ls.id = this.freeIds.pop() ?? this.nextId++;
       g.byKey.set(ls.key, ls);
     }
     fam.live++;
@@ -419,7 +408,7 @@ export class SeriesStore implements MetricProducer {
     return at;
   }
 
-  private removeSeries(fam: FamilyState, ls: LabelSet): void {
+  private removeSeries(fam: FamilyState<W>, ls: LabelSet<W>): void {
     const g = fam.group;
     g.slab[ls.offset + fam.base + F_EXISTS] = 0;
     if (ls === g.overflow) return;
@@ -429,6 +418,8 @@ export class SeriesStore implements MetricProducer {
       g.slab[ls.offset + B_OWNER] = 0;
       g.freeBlocks.push(ls.offset);
       ls.offset = -1;
+      this.freeIds.push(ls.id);
+      ls.id = -1;
       g.byKey.delete(ls.key);
     }
   }
@@ -447,6 +438,7 @@ export class SeriesStore implements MetricProducer {
       for (const ls of g.byKey.values()) {
         ls.offset = -1;
         ls.live = 0;
+        ls.id = -1;
       }
       g.byKey.clear();
       g.freeBlocks.length = 0;
@@ -454,6 +446,8 @@ export class SeriesStore implements MetricProducer {
       g.used = g.blockSize;
     }
     for (const f of this.families) f.live = 0;
+    this.freeIds.length = 0;
+    this.nextId = 0;
     this.byAttributes = new WeakMap();
   }
 
@@ -462,19 +456,19 @@ export class SeriesStore implements MetricProducer {
    * this is the collect: series are marked collected, stale ones removed
    * (see the class comment), and in delta mode values reset.
    */
-  snapshot(): StoreSnapshot {
+  snapshot(): StoreSnapshot<W> {
     const nowMs = this.now();
-    const families: FamilySnapshot[] = [];
+    const families: FamilySnapshot<W>[] = [];
     for (const fam of this.families) {
       const n = familySize(fam);
       if (n === 0) continue;
       const { stride, base, nCounts } = fam;
       const st = fam.group.slab;
-      const labels: LabelSet[] = [];
+      const labels: LabelSet<W>[] = [];
       const startMs = new Float64Array(n);
       const values = new Float64Array(n * stride);
       let len = 0;
-      const take = (ls: LabelSet): void => {
+      const take = (ls: LabelSet<W>): void => {
         const at = ls.offset + base;
         if (st[at + F_EXISTS] === 0) return;
         if (st[at + F_COLLECTED] !== 0) {
@@ -512,58 +506,16 @@ export class SeriesStore implements MetricProducer {
         stride,
       });
     }
-    this.lastCollectMs = nowMs;
-    return { endMs: nowMs, families };
-  }
-
-  collect(): Promise<CollectionResult> {
-    return Promise.resolve(this.collectSync());
-  }
-
-  /** The synchronous body of {@link collect}: {@link snapshot} as SDK ResourceMetrics. */
-  collectSync(): CollectionResult {
-    const snap = this.snapshot();
-    const end = millisToHrTime(snap.endMs);
-    const temporality = this.delta ? AggregationTemporality.DELTA : AggregationTemporality.CUMULATIVE;
-    const metrics: MetricData[] = [];
-    for (const f of snap.families) {
-      const def = f.def;
-      const descriptor = { name: def.name, description: def.help, unit: def.unit, valueType: ValueType.DOUBLE };
-      if (def.type === 'counter') {
-        const points: DataPoint<number>[] = [];
-        for (let i = 0; i < f.length; i++) {
-          points.push({ startTime: millisToHrTime(f.startMs[i]!), endTime: end, attributes: f.labels[i]!.attributes(), value: f.values[i]! });
-        }
-        metrics.push({ descriptor, aggregationTemporality: temporality, dataPointType: DataPointType.SUM, isMonotonic: true, dataPoints: points });
-      } else {
-        const points: DataPoint<Histogram>[] = [];
-        for (let i = 0; i < f.length; i++) {
-          points.push({ startTime: millisToHrTime(f.startMs[i]!), endTime: end, attributes: f.labels[i]!.attributes(), value: histogramValue(def, f, i) });
-        }
-        metrics.push({ descriptor, aggregationTemporality: temporality, dataPointType: DataPointType.HISTOGRAM, dataPoints: points });
-      }
-    }
-    return {
-      resourceMetrics: {
-        resource: this.resource,
-        scopeMetrics: metrics.length > 0 ? [{ scope: { name: this.scopeName }, metrics }] : [],
-      },
-      errors: [],
-    };
-  }
-
-  /** Time of the last collect, ms (for tests and diagnostics). */
-  get lastCollectUnixMs(): number {
-    return this.lastCollectMs;
+    return { endMs: nowMs, temporality: this.delta ? 'delta' : 'cumulative', families };
   }
 }
 
-function familySize(f: FamilyState): number {
+function familySize<W>(f: FamilyState<W>): number {
   return f.live + (f.group.slab[f.group.overflow.offset + f.base + F_EXISTS] !== 0 ? 1 : 0);
 }
 
 /** A free block of `g`'s slab (all zero or all series flags 0), growing the slab when needed. */
-function allocBlock(g: GroupState): number {
+function allocBlock<W>(g: GroupState<W>): number {
   const free = g.freeBlocks.pop();
   if (free !== undefined) return free;
   if (g.used + g.blockSize > g.slab.length) {
@@ -606,26 +558,4 @@ export function bucketIndex(bounds: readonly number[], v: number): number {
     else lo = mid + 1;
   }
   return lo;
-}
-
-/** Point `i` of a histogram family snapshot as an SDK Histogram. */
-function histogramValue(def: FamilyDef, f: FamilySnapshot, i: number): Histogram {
-  const o = i * f.stride;
-  const nCounts = f.stride - 4;
-  const count = f.values[o + nCounts + 1]!;
-  const h: Histogram = {
-    buckets: { boundaries: [...(def.buckets ?? [])], counts: Array.from(f.values.subarray(o, o + nCounts)) },
-    sum: f.values[o + nCounts]!,
-    count,
-  };
-  if (count > 0) {
-    h.min = f.values[o + nCounts + 2]!;
-    h.max = f.values[o + nCounts + 3]!;
-  }
-  return h;
-}
-
-/** HrTime of a ms timestamp (re-exported for tests). */
-export function hrTimeOfMs(ms: number): HrTime {
-  return millisToHrTime(ms);
 }

@@ -1,8 +1,7 @@
 /**
- * Label sets as Prometheus text format label pairs (`a="x",b="y"`), the
- * one string a SeriesStore keeps per label set: it is the set's identity in
- * the store (escaping is injective for a fixed list of names) and, as is,
- * what the exposition writer puts between the braces of every sample line.
+ * Label sets as Prometheus text format label pairs (`a="x",b="y"`): what the
+ * Prometheus exporter caches per label set of its store and puts, as is,
+ * between the braces of every sample line.
  *
  * Format: https://prometheus.io/docs/instrumenting/exposition_formats/#text-based-format
  */
@@ -39,32 +38,4 @@ export function labelPairs(names: readonly string[], values: readonly string[]):
   }
   parts[2 * n] = '"';
   return parts.join('');
-}
-
-/** The values of {@link labelPairs}' output for the same `names`, unescaped; undefined if `text` is not such output. */
-export function parseLabelPairs(names: readonly string[], text: string): string[] | undefined {
-  const values: string[] = [];
-  let at = 0;
-  for (let i = 0; i < names.length; i++) {
-    const head = (i === 0 ? '' : ',') + names[i]! + '="';
-    if (!text.startsWith(head, at)) return undefined;
-    at += head.length;
-    let v = '';
-    let from = at;
-    for (;;) {
-      const c = text.charCodeAt(at);
-      if (Number.isNaN(c)) return undefined;
-      if (c === 0x22 /* " */) break;
-      if (c === 0x5c /* \ */) {
-        v += text.slice(from, at);
-        const e = text[at + 1];
-        v += e === 'n' ? '\n' : (e ?? '');
-        at += 2;
-        from = at;
-      } else at++;
-    }
-    values.push(v + text.slice(from, at));
-    at++;
-  }
-  return at === text.length ? values : undefined;
 }

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { PassThrough } from 'node:stream';
 import { debugExporterFactory } from '../../src/exporters/debug/factory.js';
 import { DebugLogsExporter } from '../../src/exporters/debug/DebugExporter.js';
-import { formatJsonLine, formatKmeshLine, formatKmeshTime, nsToMsString } from '../../src/exporters/debug/accessLogLine.js';
+import { formatJsonLine, formatKmeshLine, formatKmeshTime, nsToMsString } from '../../src/exporters/common/accessLogLine.js';
 import type { ConnectionEvent } from '../../src/model/connection.js';
 import type { AccessLogEntry } from '../../src/model/logs.js';
 import { testSettings } from '../helpers/settings.js';

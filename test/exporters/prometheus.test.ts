@@ -6,7 +6,6 @@ import { request } from 'node:http';
 import { PassThrough, Writable } from 'node:stream';
 import { after, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
-import { resourceFromAttributes } from '@opentelemetry/resources';
 import type { Host } from '../../src/component/component.js';
 import { writeExposition } from '../../src/exporters/prometheus/exposition.js';
 import { prometheusExporterFactory } from '../../src/exporters/prometheus/factory.js';
@@ -146,7 +145,7 @@ const TINY: MetricSchema = {
   },
 ];
 
-async function writeToString(store: SeriesStore, head = '', tail = '', sink?: PassThrough): Promise<string> {
+async function writeToString(store: SeriesStore<string>, head = '', tail = '', sink?: PassThrough): Promise<string> {
   const out = sink ?? new PassThrough();
   const chunks: Buffer[] = [];
   out.on('data', (c: Buffer) => chunks.push(c));
@@ -157,13 +156,11 @@ async function writeToString(store: SeriesStore, head = '', tail = '', sink?: Pa
 }
 
 describe('prometheus exposition writer', () => {
-  const resource = resourceFromAttributes({});
-
   it('writes HELP/UNIT/TYPE, escaped labels, cumulative buckets, sum, count and the overflow series exactly', async () => {
-    const store = new SeriesStore({ schema: TINY, resource, maxSeriesPerFamily: 1 });
+    const store = new SeriesStore<string>({ schema: TINY, maxSeriesPerFamily: 1 });
     const pt = (a: string, opened: number, durationsSec: number[]) => ({ ...flowPoint({ a, b: 'x"y\\z\nw' }), opened, durationsSec });
-    store.add(pt('one', 3, [0.25, 0.75, 9]));
-    store.add(pt('two', 1_000_000_000_000, [0.1]));
+    store.consume({ points: [pt('one', 3, [0.25, 0.75, 9])] });
+    store.consume({ points: [pt('two', 1_000_000_000_000, [0.1])] });
     const text = await writeToString(store, '# head\n', '# tail\n');
     const labels = 'a="one",b="x\\"y\\\\z\\nw"';
     assert.equal(
@@ -198,9 +195,9 @@ describe('prometheus exposition writer', () => {
   });
 
   it('formats non-integer and large values as Go parses them', async () => {
-    const store = new SeriesStore({ schema: TINY, resource });
+    const store = new SeriesStore<string>({ schema: TINY });
     const values = [0.5, 2 ** 53 + 2, 1e21, 123456789012345];
-    values.forEach((v, i) => store.add({ ...flowPoint({ a: String(i) }), opened: v }));
+    values.forEach((v, i) => store.consume({ points: [{ ...flowPoint({ a: String(i) }), opened: v }] }));
     const lines = (await writeToString(store)).split('\n').filter((l) => l.startsWith('tiny_total{'));
     assert.deepEqual(
       lines.map((l) => l.slice(l.lastIndexOf(' ') + 1)),
@@ -209,10 +206,10 @@ describe('prometheus exposition writer', () => {
   });
 
   it('streams a large exposition in chunks with backpressure, byte-exact', async () => {
-    const store = new SeriesStore({ schema: TINY, resource, maxSeriesPerFamily: 100_000 });
+    const store = new SeriesStore<string>({ schema: TINY, maxSeriesPerFamily: 100_000 });
     const long = 'v'.repeat(400_000); // one label value larger than a chunk
-    store.add({ ...flowPoint({ a: long }), opened: 1 });
-    for (let i = 0; i < 5_000; i++) store.add({ ...flowPoint({ a: `series-${i}`, b: 'é' }), opened: i + 1 });
+    store.consume({ points: [{ ...flowPoint({ a: long }), opened: 1 }] });
+    for (let i = 0; i < 5_000; i++) store.consume({ points: [{ ...flowPoint({ a: `series-${i}`, b: 'é' }), opened: i + 1 }] });
     const sink = new PassThrough({ highWaterMark: 1024 });
     let writes = 0;
     const counting = new Writable({

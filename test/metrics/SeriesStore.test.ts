@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { Attributes } from '@opentelemetry/api';
 import { hrTimeToMilliseconds } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { AggregationTemporality, DataPointType, type CollectionResult, type MetricData } from '@opentelemetry/sdk-metrics';
 import { kmeshSchema } from '../../src/metrics/schema.js';
-import { bucketIndex, SeriesStore } from '../../src/metrics/SeriesStore.js';
+import { bucketIndex, SeriesStore, valuesKey } from '../../src/metrics/SeriesStore.js';
+import { toCollectionResult } from '../../src/exporters/common/sdkMetrics.js';
+import type { FlowPoint } from '../../src/model/metrics.js';
 import { SelfTelemetry } from '../../src/telemetry/SelfTelemetry.js';
 import { flowPoint, SLEEP_TO_HTTPBIN } from '../helpers/flowPoints.js';
 
@@ -20,6 +23,14 @@ function sumValues(r: CollectionResult, name: string): number[] {
   return m.dataPoints.map((d) => d.value as number);
 }
 
+function add<W>(store: SeriesStore<W>, p: FlowPoint): void {
+  store.consume({ points: [p] });
+}
+/** A collect through the SDK conversion (src/exporters/common/sdkMetrics.ts). */
+function collect(store: SeriesStore<Attributes>): CollectionResult {
+  return toCollectionResult(store.snapshot(), resource);
+}
+
 function clock(start = 1_000_000): { now: () => number; advance: (ms: number) => void } {
   let t = start;
   return { now: () => t, advance: (ms) => (t += ms) };
@@ -28,12 +39,12 @@ function clock(start = 1_000_000): { now: () => number; advance: (ms: number) =>
 describe('SeriesStore', () => {
   it('accumulates cumulative monotonic sums with start/end times', async () => {
     const c = clock();
-    const store = new SeriesStore({ schema: kmeshSchema, resource, now: c.now });
-    store.add(flowPoint(SLEEP_TO_HTTPBIN, { sentBytes: 5 }));
+    const store = new SeriesStore<Attributes>({ schema: kmeshSchema, now: c.now });
+    add(store, flowPoint(SLEEP_TO_HTTPBIN, { sentBytes: 5 }));
     c.advance(1000);
-    store.add(flowPoint(SLEEP_TO_HTTPBIN, { sentBytes: 7 }));
+    add(store, flowPoint(SLEEP_TO_HTTPBIN, { sentBytes: 7 }));
     c.advance(1000);
-    const r1 = await store.collect();
+    const r1 = collect(store);
     const m = metric(r1, 'kmesh_tcp_workload_sent_bytes_total')!;
     assert.equal(m.aggregationTemporality, AggregationTemporality.CUMULATIVE);
     assert.ok(m.dataPointType === DataPointType.SUM && m.isMonotonic);
@@ -41,24 +52,24 @@ describe('SeriesStore', () => {
     assert.equal(m.dataPoints[0]!.value, 12);
     assert.equal(hrTimeToMilliseconds(m.dataPoints[0]!.startTime), 1_000_000);
     assert.equal(hrTimeToMilliseconds(m.dataPoints[0]!.endTime), 1_002_000);
-    store.add(flowPoint(SLEEP_TO_HTTPBIN, { sentBytes: 1 }));
-    assert.deepEqual(sumValues(await store.collect(), 'kmesh_tcp_workload_sent_bytes_total'), [13]);
+    add(store, flowPoint(SLEEP_TO_HTTPBIN, { sentBytes: 1 }));
+    assert.deepEqual(sumValues(collect(store), 'kmesh_tcp_workload_sent_bytes_total'), [13]);
     assert.equal(metric(r1, 'kmesh_tcp_workload_received_bytes_total'), undefined, 'no empty series');
   });
 
   it('reports deltas since the previous collect in delta mode', async () => {
     const c = clock();
-    const store = new SeriesStore({ schema: kmeshSchema, resource, now: c.now, temporality: 'delta' });
-    store.add(flowPoint(SLEEP_TO_HTTPBIN, { sentBytes: 5 }));
+    const store = new SeriesStore<Attributes>({ schema: kmeshSchema, now: c.now, temporality: 'delta' });
+    add(store, flowPoint(SLEEP_TO_HTTPBIN, { sentBytes: 5 }));
     c.advance(500);
-    const r1 = await store.collect();
+    const r1 = collect(store);
     assert.equal(metric(r1, 'kmesh_tcp_workload_sent_bytes_total')!.aggregationTemporality, AggregationTemporality.DELTA);
     assert.deepEqual(sumValues(r1, 'kmesh_tcp_workload_sent_bytes_total'), [5]);
-    assert.deepEqual(sumValues(await store.collect(), 'kmesh_tcp_workload_sent_bytes_total'), [], 'no point without new data');
+    assert.deepEqual(sumValues(collect(store), 'kmesh_tcp_workload_sent_bytes_total'), [], 'no point without new data');
     c.advance(500);
-    store.add(flowPoint(SLEEP_TO_HTTPBIN, { sentBytes: 3 }));
+    add(store, flowPoint(SLEEP_TO_HTTPBIN, { sentBytes: 3 }));
     c.advance(500);
-    const r3 = await store.collect();
+    const r3 = collect(store);
     const dp = metric(r3, 'kmesh_tcp_workload_sent_bytes_total')!.dataPoints[0]!;
     assert.equal(dp.value, 3);
     assert.equal(hrTimeToMilliseconds(dp.startTime), 1_000_500, 'delta starts at the previous collect');
@@ -66,9 +77,9 @@ describe('SeriesStore', () => {
 
   it('routes label sets beyond the budget to one overflow series and counts them', async () => {
     const telemetry = new SelfTelemetry(resource);
-    const store = new SeriesStore({ schema: kmeshSchema, resource, maxSeriesPerFamily: 2, telemetry, telemetryAttributes: { exporter: 'x' } });
-    for (let i = 0; i < 5; i++) store.add(flowPoint({ ...SLEEP_TO_HTTPBIN, source_workload: `w${i}` }, { sentBytes: 10 }));
-    const m = metric(await store.collect(), 'kmesh_tcp_workload_sent_bytes_total')!;
+    const store = new SeriesStore<Attributes>({ schema: kmeshSchema, maxSeriesPerFamily: 2, telemetry, telemetryAttributes: { exporter: 'x' } });
+    for (let i = 0; i < 5; i++) add(store, flowPoint({ ...SLEEP_TO_HTTPBIN, source_workload: `w${i}` }, { sentBytes: 10 }));
+    const m = metric(collect(store), 'kmesh_tcp_workload_sent_bytes_total')!;
     assert.equal(m.dataPoints.length, 3);
     const overflow = m.dataPoints.find((d) => d.attributes['otel_metric_overflow'] === 'true')!;
     assert.deepEqual(overflow.attributes, { otel_metric_overflow: 'true' });
@@ -84,23 +95,23 @@ describe('SeriesStore', () => {
 
   it('removes a stale series only after its final value was collected, freeing its budget slot', async () => {
     const c = clock();
-    const store = new SeriesStore({ schema: kmeshSchema, resource, now: c.now, seriesTtlMs: 60_000, maxSeriesPerFamily: 1 });
-    store.add(flowPoint({ ...SLEEP_TO_HTTPBIN, source_workload: 'gone' }, { sentBytes: 1 }));
+    const store = new SeriesStore<Attributes>({ schema: kmeshSchema, now: c.now, seriesTtlMs: 60_000, maxSeriesPerFamily: 1 });
+    add(store, flowPoint({ ...SLEEP_TO_HTTPBIN, source_workload: 'gone' }, { sentBytes: 1 }));
     c.advance(120_000);
     // Idle past the TTL but never collected: its value must still be exported once.
-    assert.deepEqual(sumValues(await store.collect(), 'kmesh_tcp_workload_sent_bytes_total'), [1]);
-    assert.deepEqual(sumValues(await store.collect(), 'kmesh_tcp_workload_sent_bytes_total'), []);
+    assert.deepEqual(sumValues(collect(store), 'kmesh_tcp_workload_sent_bytes_total'), [1]);
+    assert.deepEqual(sumValues(collect(store), 'kmesh_tcp_workload_sent_bytes_total'), []);
     assert.equal(store.seriesCount(), 0);
-    store.add(flowPoint({ ...SLEEP_TO_HTTPBIN, source_workload: 'new' }, { sentBytes: 2 }));
-    const m = metric(await store.collect(), 'kmesh_tcp_workload_sent_bytes_total')!;
+    add(store, flowPoint({ ...SLEEP_TO_HTTPBIN, source_workload: 'new' }, { sentBytes: 2 }));
+    const m = metric(collect(store), 'kmesh_tcp_workload_sent_bytes_total')!;
     assert.equal(m.dataPoints[0]!.attributes['source_workload'], 'new', 'slot reused, not overflowed');
   });
 
   it('fills histogram buckets; keeps active series while idle ones expire', async () => {
     const c = clock();
-    const store = new SeriesStore({ schema: kmeshSchema, resource, now: c.now, seriesTtlMs: 60_000 });
-    store.add(flowPoint(SLEEP_TO_HTTPBIN, { rttsSec: [0.00005, 0.0002, 5] }));
-    const m = metric(await store.collect(), 'kmesh_tcp_rtt_seconds');
+    const store = new SeriesStore<Attributes>({ schema: kmeshSchema, now: c.now, seriesTtlMs: 60_000 });
+    add(store, flowPoint(SLEEP_TO_HTTPBIN, { rttsSec: [0.00005, 0.0002, 5] }));
+    const m = metric(collect(store), 'kmesh_tcp_rtt_seconds');
     assert.ok(m !== undefined && m.dataPointType === DataPointType.HISTOGRAM);
     const h = m.dataPoints[0]!.value;
     assert.equal(h.count, 3);
@@ -112,10 +123,10 @@ describe('SeriesStore', () => {
     assert.equal(h.buckets.counts[h.buckets.counts.length - 1], 1);
     for (let i = 0; i < 3; i++) {
       c.advance(30_000);
-      store.add(flowPoint(SLEEP_TO_HTTPBIN, { sentBytes: 1 }));
-      await store.collect();
+      add(store, flowPoint(SLEEP_TO_HTTPBIN, { sentBytes: 1 }));
+      collect(store);
     }
-    const r = await store.collect();
+    const r = collect(store);
     assert.deepEqual(sumValues(r, 'kmesh_tcp_workload_sent_bytes_total'), [3], 'active series kept');
     assert.equal(metric(r, 'kmesh_tcp_rtt_seconds'), undefined, 'idle series expired');
     assert.equal(bucketIndex([1, 2], 1), 0);
@@ -126,30 +137,30 @@ describe('SeriesStore', () => {
 
 describe('SeriesStore label sets', () => {
   it('shares one series between equal label values carried by different attribute objects', async () => {
-    const store = new SeriesStore({ schema: kmeshSchema, resource });
-    store.add(flowPoint(SLEEP_TO_HTTPBIN, { sentBytes: 5 }));
-    store.add(flowPoint(SLEEP_TO_HTTPBIN, { sentBytes: 7 }));
+    const store = new SeriesStore<Attributes>({ schema: kmeshSchema });
+    add(store, flowPoint(SLEEP_TO_HTTPBIN, { sentBytes: 5 }));
+    add(store, flowPoint(SLEEP_TO_HTTPBIN, { sentBytes: 7 }));
     const shared = { ...SLEEP_TO_HTTPBIN };
-    store.add({ ...flowPoint({}), attributes: shared, sentBytes: 1 });
-    store.add({ ...flowPoint({}), attributes: shared, sentBytes: 2 });
-    assert.deepEqual(sumValues(await store.collect(), 'kmesh_tcp_workload_sent_bytes_total'), [15]);
+    add(store, { ...flowPoint({}), attributes: shared, sentBytes: 1 });
+    add(store, { ...flowPoint({}), attributes: shared, sentBytes: 2 });
+    assert.deepEqual(sumValues(collect(store), 'kmesh_tcp_workload_sent_bytes_total'), [15]);
     // Workload and service families of one point: 2 series.
     assert.equal(store.seriesCount(), 2);
   });
 
   it('restarts a removed series from 0 when the same attributes object comes back', async () => {
     const c = clock();
-    const store = new SeriesStore({ schema: kmeshSchema, resource, now: c.now, seriesTtlMs: 60_000 });
+    const store = new SeriesStore<Attributes>({ schema: kmeshSchema, now: c.now, seriesTtlMs: 60_000 });
     const attrs = { ...SLEEP_TO_HTTPBIN };
-    store.add({ ...flowPoint({}), attributes: attrs, sentBytes: 4 });
-    await store.collect();
+    add(store, { ...flowPoint({}), attributes: attrs, sentBytes: 4 });
+    collect(store);
     c.advance(60_000);
-    assert.deepEqual(sumValues(await store.collect(), 'kmesh_tcp_workload_sent_bytes_total'), [], 'expired');
+    assert.deepEqual(sumValues(collect(store), 'kmesh_tcp_workload_sent_bytes_total'), [], 'expired');
     assert.equal(store.seriesCount(), 0);
     // Another label set takes the freed block first; the old object must not see its numbers.
-    store.add(flowPoint({ ...SLEEP_TO_HTTPBIN, source_workload: 'other' }, { sentBytes: 100 }));
-    store.add({ ...flowPoint({}), attributes: attrs, sentBytes: 3 });
-    const m = metric(await store.collect(), 'kmesh_tcp_workload_sent_bytes_total')!;
+    add(store, flowPoint({ ...SLEEP_TO_HTTPBIN, source_workload: 'other' }, { sentBytes: 100 }));
+    add(store, { ...flowPoint({}), attributes: attrs, sentBytes: 3 });
+    const m = metric(collect(store), 'kmesh_tcp_workload_sent_bytes_total')!;
     const byWorkload = new Map(m.dataPoints.map((d) => [d.attributes['source_workload'], d]));
     assert.equal(byWorkload.get('sleep')!.value, 3, 'restarted from 0');
     assert.equal(hrTimeToMilliseconds(byWorkload.get('sleep')!.startTime), 1_060_000, 'new start time');
@@ -157,9 +168,9 @@ describe('SeriesStore label sets', () => {
   });
 
   it('exports the exact attributes of a label set, special characters included', async () => {
-    const store = new SeriesStore({ schema: kmeshSchema, resource });
-    store.add(flowPoint({ ...SLEEP_TO_HTTPBIN, source_workload: 'we"ird\\name\nx' }, { opened: 1 }));
-    const m = metric(await store.collect(), 'kmesh_tcp_workload_connections_opened_total')!;
+    const store = new SeriesStore<Attributes>({ schema: kmeshSchema });
+    add(store, flowPoint({ ...SLEEP_TO_HTTPBIN, source_workload: 'we"ird\\name\nx' }, { opened: 1 }));
+    const m = metric(collect(store), 'kmesh_tcp_workload_connections_opened_total')!;
     const a = m.dataPoints[0]!.attributes;
     assert.equal(Object.keys(a).length, 23);
     assert.equal(a['source_workload'], 'we"ird\\name\nx');
@@ -168,8 +179,8 @@ describe('SeriesStore label sets', () => {
   });
 
   it('snapshots histogram points as per-bucket counts, sum, count, min, max', () => {
-    const store = new SeriesStore({ schema: kmeshSchema, resource });
-    store.add(flowPoint(SLEEP_TO_HTTPBIN, { durationsSec: [0.004, 0.2, 7200, Number.NaN] }));
+    const store = new SeriesStore<Attributes>({ schema: kmeshSchema });
+    add(store, flowPoint(SLEEP_TO_HTTPBIN, { durationsSec: [0.004, 0.2, 7200, Number.NaN] }));
     const snap = store.snapshot();
     const f = snap.families.find((x) => x.def.name === 'kmesh_tcp_connection_duration_seconds')!;
     assert.equal(f.length, 1);
@@ -177,6 +188,36 @@ describe('SeriesStore label sets', () => {
     const counts = Array.from(f.values.subarray(0, 17));
     assert.deepEqual(counts, [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
     assert.deepEqual(Array.from(f.values.subarray(17)), [7200.204, 3, 0.004, 7200]);
-    assert.equal(f.labels[0]!.key.startsWith('connection_security_policy="mutual_tls",'), true);
+    assert.equal(f.labels[0]!.names[0], 'connection_security_policy');
+    assert.equal(f.labels[0]!.values[0], 'mutual_tls');
+  });
+
+  it('keeps label sets as value lists, with ids reused after release and a wire slot that dies with the set', () => {
+    const c = clock();
+    const store = new SeriesStore<string>({ schema: kmeshSchema, now: c.now, seriesTtlMs: 60_000 });
+    add(store, flowPoint({ ...SLEEP_TO_HTTPBIN, source_workload: 'a' }, { opened: 1 }));
+    add(store, flowPoint({ ...SLEEP_TO_HTTPBIN, source_workload: 'b' }, { opened: 1 }));
+    const sets = store.snapshot().families.find((f) => f.def.name === 'kmesh_tcp_workload_connections_opened_total')!.labels;
+    // Workload set of a, service set of a, workload set of b, service set of b: ids 0..3, one per registered set.
+    assert.deepEqual(sets.map((ls) => ls.id).sort(), [0, 2]);
+    const a = sets.find((ls) => ls.values[ls.names.indexOf('source_workload')] === 'a')!;
+    assert.equal(a.values.length, 23);
+    assert.equal(a.key, valuesKey(a.values));
+    assert.equal(a.wire, undefined, 'the store never fills the wire slot');
+    a.wire = 'cached by the exporter';
+    c.advance(60_000);
+    store.snapshot(); // both expire: their ids are free
+    assert.equal(store.seriesCount(), 0);
+    assert.equal(a.id, -1);
+    add(store, flowPoint({ ...SLEEP_TO_HTTPBIN, source_workload: 'c' }, { opened: 1 }));
+    const c1 = store.snapshot().families[0]!.labels[0]!;
+    assert.ok(c1.id >= 0 && c1.id <= 3, `a released id is reused (${c1.id})`);
+    assert.equal(c1.wire, undefined, 'a new set starts without a wire form');
+  });
+
+  it('keys value lists injectively, also when a value holds the separator', () => {
+    assert.notEqual(valuesKey(['a\u0001b', 'c']), valuesKey(['a', 'b\u0001c']));
+    assert.notEqual(valuesKey(['a\u0001b']), valuesKey(['a', 'b']));
+    assert.equal(valuesKey(['x', 'y']), 'x\u0001y');
   });
 });

@@ -16,3 +16,10 @@ export const metricsStoreKeys = {
   /** A series not updated for this long is removed once its last value was exported. Default 5m. */
   series_ttl: duration.default(DEFAULT_SERIES_TTL_MS),
 };
+
+/** What {@link metricsStoreKeys} parse into. */
+export interface MetricsStoreConfig {
+  schema: (typeof SCHEMA_NAMES)[number];
+  max_series_per_family: number;
+  series_ttl: number;
+}

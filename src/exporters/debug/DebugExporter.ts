@@ -1,11 +1,12 @@
-import type { Counter } from '@opentelemetry/api';
+import type { Attributes, Counter } from '@opentelemetry/api';
 import type { Writable } from 'node:stream';
 import type { CreateSettings, Host, LogsExporter, MetricsExporter } from '../../component/component.js';
 import type { LogsBatch } from '../../model/logs.js';
 import type { MetricsBatch } from '../../model/metrics.js';
-import { schemaByName } from '../../metrics/schema.js';
-import { SeriesStore } from '../../metrics/SeriesStore.js';
-import { formatJsonLine, formatKmeshLine } from './accessLogLine.js';
+import type { SeriesStore } from '../../metrics/SeriesStore.js';
+import { formatJsonLine, formatKmeshLine } from '../common/accessLogLine.js';
+import { StoreMetricProducer } from '../common/sdkMetrics.js';
+import { exporterSeriesStore } from '../common/seriesStore.js';
 import type { DebugConfig } from './config.js';
 import { formatMetricsDump } from './metricsDump.js';
 
@@ -81,7 +82,9 @@ export class DebugLogsExporter implements LogsExporter {
 
 /** Metrics as a readable dump every `interval` (TCP families only; self-metrics are on the other exporters). */
 export class DebugMetricsExporter implements MetricsExporter {
-  readonly store: SeriesStore;
+  /** Its label sets' wire form: their OpenTelemetry attributes (sdkMetrics.ts). */
+  readonly store: SeriesStore<Attributes>;
+  private readonly producer: StoreMetricProducer;
   private readonly writer: BoundedWriter;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -92,14 +95,8 @@ export class DebugMetricsExporter implements MetricsExporter {
     output: DebugOutput = {},
   ) {
     this.writer = new BoundedWriter(output.stream ?? process.stdout, config.max_buffered_bytes);
-    this.store = new SeriesStore({
-      schema: schemaByName(config.schema),
-      resource: settings.resource,
-      maxSeriesPerFamily: config.max_series_per_family,
-      seriesTtlMs: config.series_ttl,
-      telemetry: settings.telemetry,
-      telemetryAttributes: { exporter: settings.id.toString() },
-    });
+    this.store = exporterSeriesStore<Attributes>(settings, config);
+    this.producer = new StoreMetricProducer(this.store, settings.resource);
   }
 
   async start(_host: Host): Promise<void> {
@@ -114,7 +111,7 @@ export class DebugMetricsExporter implements MetricsExporter {
 
   /** Writes one dump now (also called by the timer). */
   dump(): void {
-    const text = formatMetricsDump(this.store.collectSync(), this.config.verbosity);
+    const text = formatMetricsDump(this.producer.collectSync(), this.config.verbosity);
     if (text !== '') this.writer.write(text);
   }
 

@@ -1,4 +1,4 @@
-import type { Counter } from '@opentelemetry/api';
+import type { Attributes, Counter } from '@opentelemetry/api';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import {
   AggregationTemporality,
@@ -12,8 +12,9 @@ import {
 } from '@opentelemetry/sdk-metrics';
 import type { CreateSettings, Host, MetricsExporter } from '../../component/component.js';
 import type { MetricsBatch } from '../../model/metrics.js';
-import { schemaByName } from '../../metrics/schema.js';
-import { SeriesStore } from '../../metrics/SeriesStore.js';
+import type { SeriesStore } from '../../metrics/SeriesStore.js';
+import { StoreMetricProducer } from '../common/sdkMetrics.js';
+import { exporterSeriesStore } from '../common/seriesStore.js';
 import type { OtlpCommonConfig } from './config.js';
 import { Retrier } from './retry.js';
 import { QUEUE_CAPACITY_GAUGE, QUEUE_SIZE_GAUGE } from './selfMetrics.js';
@@ -297,7 +298,9 @@ export class MetricsSendingQueue implements PushMetricExporter {
  * and `queue_size`, not by the outage length.
  */
 export class OtlpMetricsExporter implements MetricsExporter {
-  readonly store: SeriesStore;
+  /** Its label sets' wire form: their OpenTelemetry attributes (sdkMetrics.ts). */
+  readonly store: SeriesStore<Attributes>;
+  private readonly producer: StoreMetricProducer;
   private provider: MeterProvider | undefined;
   private reader: PeriodicExportingMetricReader | undefined;
   private queue: MetricsSendingQueue | undefined;
@@ -312,15 +315,8 @@ export class OtlpMetricsExporter implements MetricsExporter {
     /** Jitter source of the retries (tests). */
     private readonly random: () => number = Math.random,
   ) {
-    this.store = new SeriesStore({
-      schema: schemaByName(config.schema),
-      resource: settings.resource,
-      temporality: config.temporality,
-      maxSeriesPerFamily: config.max_series_per_family,
-      seriesTtlMs: config.series_ttl,
-      telemetry: settings.telemetry,
-      telemetryAttributes: { exporter: settings.id.toString() },
-    });
+    this.store = exporterSeriesStore<Attributes>(settings, config, config.temporality);
+    this.producer = new StoreMetricProducer(this.store, settings.resource);
     // Reads the TLS files now (fail fast at creation).
     this.transport = new OtlpTransport(protocol, config, settings.id.toString());
     const attrs = { exporter: settings.id.toString() };
@@ -364,7 +360,7 @@ export class OtlpMetricsExporter implements MetricsExporter {
       exportIntervalMillis: interval,
       // The SDK requires timeout <= interval.
       exportTimeoutMillis: Math.min(Math.max(1, c.timeout), interval),
-      metricProducers: [this.store, t.producer],
+      metricProducers: [this.producer, t.producer],
     });
     // The provider only binds the reader and carries the resource; it has no instruments.
     this.provider = new MeterProvider({ resource: this.settings.resource, readers: [this.reader] });

@@ -1,7 +1,7 @@
 import type { HrTime } from '@opentelemetry/api';
 import { SeverityNumber, type LogRecord } from '@opentelemetry/api';
 import type { AccessLogEntry } from '../../model/logs.js';
-import { accessLogSeverity, kmeshLineAndAttributes } from '../debug/accessLogLine.js';
+import { accessLogSeverity, kmeshLineAndAttributes } from '../common/accessLogLine.js';
 
 /** ns since the epoch -> HrTime, exactly (no float rounding of the ns part). */
 export function hrTimeOfUnixNano(ns: bigint): HrTime {

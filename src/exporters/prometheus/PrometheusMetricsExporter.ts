@@ -10,7 +10,8 @@ import { splitHostPort } from '../../config/types.js';
 import type { MetricsBatch } from '../../model/metrics.js';
 import { labelPairs } from '../../metrics/labelText.js';
 import { schemaByName } from '../../metrics/schema.js';
-import { SeriesStore } from '../../metrics/SeriesStore.js';
+import type { SeriesStore } from '../../metrics/SeriesStore.js';
+import { exporterSeriesStore } from '../common/seriesStore.js';
 import type { PrometheusConfig } from './config.js';
 import { EXPOSITION_CONTENT_TYPE, writeExposition } from './exposition.js';
 
@@ -46,7 +47,8 @@ const SHUTDOWN_GRACE_MS = 2_000;
  * chunk buffer.
  */
 export class PrometheusMetricsExporter implements MetricsExporter {
-  readonly store: SeriesStore;
+  /** Its label sets' wire form: their escaped label pairs (exposition.ts). */
+  readonly store: SeriesStore<string>;
   private readonly server: Server;
   /** Writes `target_info`. */
   private readonly targetInfo = new SdkSerializer(true);
@@ -77,15 +79,7 @@ export class PrometheusMetricsExporter implements MetricsExporter {
     this.extraLabels = extraLabels(config, settings.resource);
     const names = Object.keys(this.extraLabels).sort();
     this.extraPairs = labelPairs(names, names.map((n) => this.extraLabels[n]!));
-    this.store = new SeriesStore({
-      schema: schemaByName(config.schema),
-      resource: settings.resource,
-      temporality: 'cumulative',
-      maxSeriesPerFamily: config.max_series_per_family,
-      seriesTtlMs: config.series_ttl,
-      telemetry: settings.telemetry,
-      telemetryAttributes: { exporter: settings.id.toString() },
-    });
+    this.store = exporterSeriesStore<string>(settings, config);
     // Not keeping the process alive by itself (the pipeline does), like the SDK's exporter.
     this.server = createBoundedServer(config, (req, res) => this.handle(req, res)).unref();
   }

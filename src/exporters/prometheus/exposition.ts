@@ -5,15 +5,17 @@
  * Why not the SDK's PrometheusSerializer for the TCP families: it renders
  * every `name{23 labels}` line from the attributes on every scrape (~800
  * bytes of string building per series, one ~40 MB string at 50,000 series).
- * Here a label set's pairs are escaped and joined once, when the store first
- * sees the set (it is the set's key, see src/metrics/labelText.ts, shared by
- * all families of its group); a scrape only formats numbers and copies
+ * Here a label set's pairs are escaped and joined once, at the first scrape
+ * that shows the set, and kept in the set's wire slot (the exporter's store
+ * is a `SeriesStore<string>`; see src/metrics/labelText.ts; one string shared
+ * by all families of its group); a scrape only formats numbers and copies
  * cached strings into reused chunk buffers.
  *
  * Format: https://prometheus.io/docs/instrumenting/exposition_formats/#text-based-format
  */
 import type { Writable } from 'node:stream';
-import type { FamilySnapshot, StoreSnapshot } from '../../metrics/SeriesStore.js';
+import { labelPairs } from '../../metrics/labelText.js';
+import type { FamilySnapshot, LabelSet, StoreSnapshot } from '../../metrics/SeriesStore.js';
 
 /** Content type of the text format, as Prometheus servers negotiate it. */
 export const EXPOSITION_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -43,9 +45,19 @@ export interface ExpositionOptions {
 }
 
 /** The `# HELP` / `# UNIT` / `# TYPE` lines of a family (UNIT as the SDK's serializer writes it, for continuity). */
-function familyHeader(f: FamilySnapshot, name: string): string {
+function familyHeader(f: FamilySnapshot<string>, name: string): string {
   const d = f.def;
   return `# HELP ${name} ${escapeHelp(d.help)}\n` + (d.unit !== '' ? `# UNIT ${name} ${escapeHelp(d.unit)}\n` : '') + `# TYPE ${name} ${d.type}\n`;
+}
+
+/** The set's label pairs, escaped and joined on first use and then kept in its wire slot. */
+export function labelTextOf(ls: LabelSet<string>): string {
+  let t = ls.wire;
+  if (t === undefined) {
+    t = labelPairs(ls.names, ls.values);
+    ls.wire = t;
+  }
+  return t;
 }
 
 /** A series' label pairs followed by the extra pairs, comma-joined ('' when both are empty). */
@@ -75,7 +87,7 @@ const MAX_FREE_CHUNKS = 4;
  */
 export async function writeExposition(
   out: Writable,
-  snap: StoreSnapshot,
+  snap: StoreSnapshot<string>,
   head: string,
   tail: string,
   reuseChunks = false,
@@ -93,7 +105,7 @@ export async function writeExposition(
       const bare = name + ' ';
       const extraTail = extra === '' ? '} ' : ',' + extra + '} ';
       for (let i = 0; i < f.length; i++) {
-        const pairs = f.labels[i]!.key;
+        const pairs = labelTextOf(f.labels[i]!);
         if (pairs === '') {
           if (extra === '') w.put(bare);
           else {
@@ -132,7 +144,7 @@ interface HistogramStrings {
   readonly bare: readonly [string, string];
 }
 
-function histogramStrings(f: FamilySnapshot, name: string): HistogramStrings {
+function histogramStrings(f: FamilySnapshot<string>, name: string): HistogramStrings {
   return {
     bucketOpen: name + '_bucket{',
     les: [...(f.def.buckets ?? []).map((b) => 'le="' + formatValue(b) + '"} '), 'le="+Inf"} '],
@@ -142,9 +154,9 @@ function histogramStrings(f: FamilySnapshot, name: string): HistogramStrings {
 }
 
 /** Point `i` of a histogram family: cumulative `_bucket{le}` lines, then `_sum` and `_count` (the order client_golang writes). */
-function writeHistogramPoint(w: ChunkWriter, f: FamilySnapshot, i: number, h: HistogramStrings, extra: string): void {
+function writeHistogramPoint(w: ChunkWriter, f: FamilySnapshot<string>, i: number, h: HistogramStrings, extra: string): void {
   const nCounts = f.stride - 4;
-  const pairs = joinPairs(f.labels[i]!.key, extra);
+  const pairs = joinPairs(labelTextOf(f.labels[i]!), extra);
   const o = i * f.stride;
   let cumulative = 0;
   for (let b = 0; b < nCounts; b++) {
