@@ -2,7 +2,7 @@ import type { Resource } from '@opentelemetry/resources';
 import { SeverityNumber } from '@opentelemetry/api';
 import type { AccessLogEntry } from '../../../model/logs.js';
 import { RawAttr } from '../../../model/metrics.js';
-import { accessLogSeverity, formatAddr, formatKmeshLine, kmeshLineAndAttributes } from '../../debug/accessLogLine.js';
+import { accessLogSeverity, formatAddr, formatKmeshLine, kmeshLineAndAttributes } from '../../common/accessLogLine.js';
 import { encodedResource, encodeScope, FragmentCache, writeKeyValue, type Scope } from './common.js';
 import type { EncodedRequest } from '../transport.js';
 import { encodeFragment, int64VarintLength, ProtoWriter, UnixNanoBits, WireType } from './ProtoWriter.js';
