@@ -8,13 +8,21 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Attributes } from '@opentelemetry/api';
-import { ProtobufLogsSerializer } from '@opentelemetry/otlp-transformer';
+import { ValueType } from '@opentelemetry/api';
+import { ProtobufLogsSerializer, ProtobufMetricsSerializer } from '@opentelemetry/otlp-transformer';
+import { AggregationTemporality, DataPointType, type MetricData, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
 import { LoggerProvider, type LogRecordProcessor, type ReadableLogRecord } from '@opentelemetry/sdk-logs';
+import { toCollectionResult } from '../../../src/exporters/common/sdkMetrics.js';
 import { AccessLogEncoder, LOG_RECORD_ATTRIBUTE_COUNT_LIMIT } from '../../../src/exporters/otlp/encoding/LogsEncoder.js';
+import { hrTimeBits, MetricsEncoder } from '../../../src/exporters/otlp/encoding/MetricsEncoder.js';
+import { schemaByName } from '../../../src/metrics/schema.js';
+import { SeriesStore } from '../../../src/metrics/SeriesStore.js';
+import { SelfTelemetry } from '../../../src/telemetry/SelfTelemetry.js';
 import { toLogRecord } from '../../../src/exporters/otlp/logRecord.js';
 import type { ConnectionEvent, FailureReason } from '../../../src/model/connection.js';
 import type { AccessLogEntry } from '../../../src/model/logs.js';
+import { flowPoint, SLEEP_TO_HTTPBIN } from '../../helpers/flowPoints.js';
 import { decodeExportRequest } from '../../helpers/otlpReceiver.js';
 import { prng } from '../../helpers/prng.js';
 
@@ -217,5 +225,126 @@ describe('AccessLogEncoder: same ExportLogsServiceRequest as the SDK path', () =
     const lr = mine.resourceLogs[0].scopeLogs[0].logRecords;
     assert.equal(lr[0].attributes[0].value.stringValue.length, (1 << 20) + 1);
     assert.equal(lr[1].observedTimeUnixNano, (2n ** 64n - 1n).toString());
+  });
+});
+
+/** Store points: the kmesh or istio schema's families (counters and histograms) over random label sets and values. */
+async function storeMetrics(g: Gen, resource: Resource): Promise<ResourceMetrics[]> {
+  const out: ResourceMetrics[] = [];
+  let now = 1_726_301_966_552 + g.int(1000);
+  const store = new SeriesStore<Attributes>({
+    schema: schemaByName(g.pick(['kmesh', 'istio'] as const)),
+    temporality: g.pick(['cumulative', 'delta'] as const),
+    now: () => now,
+  });
+  const labelSets = Array.from({ length: 1 + g.int(12) }, () => {
+    const a = { ...SLEEP_TO_HTTPBIN };
+    a['source_workload'] = g.text();
+    a['destination_pod_name'] = g.text();
+    a['reporter'] = g.pick(['source', 'destination']);
+    return a;
+  });
+  for (let round = 0; round < 3; round++) {
+    const points = Array.from({ length: 1 + g.int(30) }, () =>
+      flowPoint(g.pick(labelSets), {
+        opened: g.int(3),
+        closed: g.int(3),
+        failed: g.int(2),
+        sentBytes: g.chance(0.1) ? 2 ** 50 + g.int(1000) : g.int(100_000),
+        receivedBytes: g.int(100_000),
+        retransmits: g.int(5),
+        lostPackets: g.int(2),
+        durationsSec: Array.from({ length: g.int(4) }, () => g.rnd() * g.pick([0.001, 1, 100, 1e6])),
+        rttsSec: Array.from({ length: g.int(4) }, () => g.rnd() * 0.1),
+      }),
+    );
+    store.consume({ points });
+    now += 1 + g.int(60_000);
+    out.push(toCollectionResult(store.snapshot(), resource).resourceMetrics);
+  }
+  // The agent's own self-metrics (counters and gauges of the SelfTelemetry producer), after some use.
+  const self = new SelfTelemetry(resource);
+  self.counter('exporter_sent_log_records', 'Log records the exporter delivered').add(g.int(1000), { exporter: 'otlp' });
+  self.gauge('exporter_queue_size', 'Items queued', () => [[g.int(100), { exporter: 'otlp', signal: 'logs' }]]);
+  out.push((await self.producer.collect()).resourceMetrics);
+  return out;
+}
+
+/** Hand-made MetricData of every shape the SDK serializer distinguishes: gauge/sum, int/double, temporalities, optional fields. */
+function sdkShapes(g: Gen, resource: Resource): ResourceMetrics {
+  const t = (): [number, number] => [g.pick([0, 1_726_301_966, 2 ** 33, g.int(2 ** 31)]), g.int(1_000_000_000)];
+  const attrs = (): Attributes => (g.chance(0.3) ? {} : { [g.text() || 'k']: g.pick<string | number | boolean>([g.text(), g.count(), g.rnd(), true]), 'host.name': 'node-1' });
+  const metrics: MetricData[] = [];
+  for (let i = 0; i < 1 + g.int(6); i++) {
+    const descriptor = { name: `m_${i}_${g.text()}`, description: g.chance(0.5) ? g.text() : '', unit: g.pick(['', 'By', 's', '{connection}']), valueType: g.pick([ValueType.INT, ValueType.DOUBLE]) };
+    const temporality = g.pick([AggregationTemporality.CUMULATIVE, AggregationTemporality.DELTA]);
+    const kind = g.int(3);
+    const n = g.int(5);
+    if (kind === 0 || kind === 1) {
+      const int = descriptor.valueType === ValueType.INT;
+      const dataPoints = Array.from({ length: n }, () => ({
+        startTime: t(),
+        endTime: t(),
+        attributes: attrs(),
+        value: int ? g.pick([0, -g.count(), g.count()]) : g.pick([0, -1.5, g.rnd() * 1e9, Number.MAX_VALUE, NaN, Infinity]),
+      }));
+      if (kind === 0) metrics.push({ descriptor, aggregationTemporality: temporality, dataPointType: DataPointType.GAUGE, dataPoints });
+      else metrics.push({ descriptor, aggregationTemporality: temporality, dataPointType: DataPointType.SUM, isMonotonic: g.chance(0.5), dataPoints });
+    } else {
+      const dataPoints = Array.from({ length: n }, () => {
+        const boundaries = g.chance(0.2) ? [] : [0.005, 0.1, 1, 10].slice(0, 1 + g.int(4));
+        const counts = boundaries.length === 0 && g.chance(0.5) ? [] : Array.from({ length: boundaries.length + 1 }, () => g.int(1000));
+        const count = counts.reduce((a, b) => a + b, 0);
+        return {
+          startTime: t(),
+          endTime: t(),
+          attributes: attrs(),
+          value: { buckets: { boundaries, counts }, count, ...(g.chance(0.8) ? { sum: g.rnd() * 100 } : {}), ...(g.chance(0.5) ? { min: 0.001, max: 9.5 } : {}) },
+        };
+      });
+      metrics.push({ descriptor, aggregationTemporality: temporality, dataPointType: DataPointType.HISTOGRAM, dataPoints });
+    }
+  }
+  const scope = g.chance(0.5) ? { name: 'kmesh-otel' } : { name: g.text(), version: '1.2.3', schemaUrl: 'https://opentelemetry.io/schemas/1.24.0' };
+  return { resource, scopeMetrics: g.chance(0.1) ? [] : [{ scope, metrics }] };
+}
+
+describe('MetricsEncoder: same ExportMetricsServiceRequest as the SDK serializer', () => {
+  it('decodes equal over random seeded store collections (counters, histograms, both temporalities) and self-metrics', async () => {
+    let points = 0;
+    for (const seed of SEEDS) {
+      const g = new Gen(seed);
+      const resource = resourceVariant(g);
+      const encoder = new MetricsEncoder();
+      // Collect after collect through one encoder: later ones splice cached attributes.
+      for (const [i, rm] of (await storeMetrics(g, resource)).entries()) {
+        const mine = encoder.encode(rm);
+        const sdk = ProtobufMetricsSerializer.serializeRequest(rm)!;
+        assert.deepStrictEqual(decodeExportRequest('metrics', mine.bytes), decodeExportRequest('metrics', sdk), `seed ${seed}, collect ${i} (replay: EQUIV_SEED=${seed})`);
+        let n = 0;
+        for (const sm of rm.scopeMetrics) for (const m of sm.metrics) n += m.dataPoints.length;
+        assert.equal(mine.items, n, `seed ${seed}, collect ${i}: item count`);
+        points += n;
+      }
+    }
+    assert.ok(points > SEEDS.length * 10, `points compared: ${points}`);
+  });
+
+  it('decodes equal over random MetricData shapes (gauges, int sums, empty buckets, absent sum/min/max, scope versions)', () => {
+    for (const seed of SEEDS) {
+      const g = new Gen(seed);
+      const rm = sdkShapes(g, resourceVariant(g));
+      const mine = new MetricsEncoder().encode(rm).bytes;
+      assert.deepStrictEqual(decodeExportRequest('metrics', mine), decodeExportRequest('metrics', ProtobufMetricsSerializer.serializeRequest(rm)!), `seed ${seed}`);
+    }
+  });
+
+  it('hrTimeBits is exact where seconds x 10^9 passes 2^53', () => {
+    const cases: Array<[number, number]> = [[0, 0], [1, 999_999_999], [1_726_301_966, 552_709_932], [2 ** 33 + 12_345, 999_999_999], [18_446_744_073, 709_551_615]];
+    for (const [s, ns] of cases) {
+      const b = hrTimeBits([s, ns]);
+      const want = BigInt(s) * 1_000_000_000n + BigInt(ns);
+      assert.equal((BigInt(b.high) << 32n) + BigInt(b.low), want, `[${s}, ${ns}]`);
+    }
   });
 });

@@ -51,6 +51,7 @@ export interface ProtoWriter {
   bool(value: boolean): this;
   double(value: number): this;
   fixed64(value: number): this;
+  sfixed64(value: number): this;
   bytes(value: Uint8Array): this;
   fork(): this;
   ldelim(): this;
