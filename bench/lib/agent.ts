@@ -106,6 +106,8 @@ export interface AgentOptions {
   ebpf?: Record<string, string>;
   /** Milliseconds to wait for the health check (and with it the initial pod list). Default 60 s. */
   startTimeoutMs?: number;
+  /** Also a traces pipeline (ebpf -> k8s_attributes -> otlp) to this OTLP/gRPC endpoint. */
+  tracesEndpoint?: string;
 }
 
 /** A running agent child. */
@@ -197,7 +199,7 @@ processors:
 exporters:
   prometheus:
     endpoint: 127.0.0.1:${promPort}
-extensions:
+${opts.tracesEndpoint === undefined ? '' : `  otlp:\n    endpoint: ${opts.tracesEndpoint}\n    tls: { insecure: true }\n`}extensions:
   health_check:
     endpoint: 127.0.0.1:${healthPort}
 service:
@@ -207,7 +209,7 @@ service:
       level: warn
   pipelines:
     metrics: { receivers: [ebpf], processors: [k8s_attributes], exporters: [prometheus] }
-`;
+${opts.tracesEndpoint === undefined ? '' : '    traces: { receivers: [ebpf], processors: [k8s_attributes], exporters: [otlp] }\n'}`;
   const configPath = join(ctx.tmpDir, `agent-${promPort}.yaml`);
   writeFileSync(configPath, config);
   const cmd = agentCommand(ctx.repoRoot);

@@ -15,6 +15,7 @@
 import * as grpc from '@grpc/grpc-js';
 
 const EXPORT_PATH = '/opentelemetry.proto.collector.logs.v1.LogsService/Export';
+const TRACES_EXPORT_PATH = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
 
 /** Reads a base-128 varint at `pos`; returns [value, next position]. Values above 2^53 are not needed here. */
 function varint(buf: Buffer, pos: number): [number, number] {
@@ -118,10 +119,15 @@ const SIGNALS = {
 
 /**
  * Counts log records (or, for `metrics`, data points: {@link CountingLogsReceiver.startMetrics})
- * received; can be stopped (port closed) to play a dead backend.
+ * received, and spans: an ExportTraceServiceRequest nests resource_spans (1)
+ * -> scope_spans (2) -> spans (2), the same field numbers, so
+ * {@link countLogRecords} counts its spans (a logs receiver also serves
+ * TraceService/Export); can be stopped (port closed) to play a dead backend.
  */
 export class CountingLogsReceiver {
   records = 0;
+  /** Spans received through TraceService/Export. */
+  spans = 0;
   requests = 0;
   /** Requests that could not be parsed (answered INVALID_ARGUMENT). */
   malformed = 0;
@@ -151,17 +157,16 @@ export class CountingLogsReceiver {
   private async listen(port: number): Promise<void> {
     const server = new grpc.Server();
     const identity = (b: Buffer): Buffer => b;
-    const service: grpc.ServiceDefinition = {
-      Export: {
-        path: SIGNALS[this.signal].path,
-        requestStream: false,
-        responseStream: false,
-        requestSerialize: identity,
-        requestDeserialize: identity,
-        responseSerialize: identity,
-        responseDeserialize: identity,
-      },
-    };
+    const method = (path: string): grpc.MethodDefinition<Buffer, Buffer> => ({
+      path,
+      requestStream: false,
+      responseStream: false,
+      requestSerialize: identity,
+      requestDeserialize: identity,
+      responseSerialize: identity,
+      responseDeserialize: identity,
+    });
+    const service: grpc.ServiceDefinition = { Export: method(SIGNALS[this.signal].path) };
     // An empty Export*ServiceResponse is zero bytes.
     const empty = Buffer.alloc(0);
     server.addService(service, {
@@ -175,6 +180,21 @@ export class CountingLogsReceiver {
           return;
         }
         this.records += n;
+        this.requests++;
+        cb(null, empty);
+      },
+    });
+    if (this.signal === 'logs') server.addService({ Export: method(TRACES_EXPORT_PATH) }, {
+      Export: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>): void => {
+        let n: number;
+        try {
+          n = countLogRecords(call.request);
+        } catch (err) {
+          this.malformed++;
+          cb({ code: grpc.status.INVALID_ARGUMENT, details: (err as Error).message });
+          return;
+        }
+        this.spans += n;
         this.requests++;
         cb(null, empty);
       },
