@@ -421,11 +421,11 @@ export class OtlpHttpReceiver extends OtlpSink {
 }
 
 /**
- * Decodes an ExportMetricsServiceRequest / ExportLogsServiceRequest body with
+ * Decodes an ExportMetricsServiceRequest / ExportLogsServiceRequest / ExportTraceServiceRequest body with
  * the receivers' own definitions and options (longs as strings, defaults,
  * oneof names): what a receiver would record for it.
  */
-export function decodeExportRequest(signal: 'metrics' | 'logs', body: Uint8Array): Json {
+export function decodeExportRequest(signal: 'metrics' | 'logs' | 'traces', body: Uint8Array): Json {
   return services()[signal].Export!.requestDeserialize(Buffer.from(body.buffer, body.byteOffset, body.byteLength));
 }
 

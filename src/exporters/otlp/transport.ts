@@ -7,7 +7,7 @@ import type { ExportResult } from '@opentelemetry/core';
 import { OTLPExporterBase } from '@opentelemetry/otlp-exporter-base';
 import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from '@opentelemetry/otlp-exporter-base/node-http';
 import { convertLegacyOtlpGrpcOptions, createOtlpGrpcExportDelegate } from '@opentelemetry/otlp-grpc-exporter-base';
-import { ProtobufLogsSerializer, ProtobufMetricsSerializer, type IExporterMetricsHelper, type ISerializer } from '@opentelemetry/otlp-transformer';
+import { ProtobufLogsSerializer, ProtobufMetricsSerializer, ProtobufTraceSerializer, type IExporterMetricsHelper, type ISerializer } from '@opentelemetry/otlp-transformer';
 import type { LogRecordExporter } from '@opentelemetry/sdk-logs';
 import type { PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import { OTLPTraceExporter as GrpcTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
@@ -33,8 +33,8 @@ export interface EncodedExporter {
   shutdown(): Promise<void>;
 }
 
-/** The signals the direct encoders serve (traces: one more row). */
-export type EncodedSignal = 'metrics' | 'logs';
+/** The signals the direct encoders serve. */
+export type EncodedSignal = 'metrics' | 'logs' | 'traces';
 
 /** What differs per signal between the SDK's OTLP exporters, as they set it in their constructors. */
 const SIGNALS = {
@@ -55,6 +55,15 @@ const SIGNALS = {
     componentType: { grpc: 'otlp_grpc_log_exporter', http: 'otlp_http_log_exporter' },
     itemName: 'log',
     deserializeResponse: (data: Uint8Array): unknown => ProtobufLogsSerializer.deserializeResponse(data),
+  },
+  traces: {
+    env: 'TRACES',
+    httpPath: 'v1/traces',
+    grpcName: 'TraceExportService',
+    grpcPath: '/opentelemetry.proto.collector.trace.v1.TraceService/Export',
+    componentType: { grpc: 'otlp_grpc_span_exporter', http: 'otlp_http_span_exporter' },
+    itemName: 'span',
+    deserializeResponse: (data: Uint8Array): unknown => ProtobufTraceSerializer.deserializeResponse(data),
   },
 } as const;
 
@@ -172,7 +181,7 @@ export class OtlpTransport {
 
   /**
    * An exporter of pre-encoded requests for `signal`, built the way the
-   * SDK's OTLPLogExporter / OTLPMetricExporter (0.301) build themselves —
+   * SDK's OTLPLogExporter / OTLPMetricExporter / OTLPTraceExporter (0.301) build themselves —
    * the same option conversion (OTEL_EXPORTER_OTLP_* environment merged
    * under the config), gRPC or HTTP transport, compression, timeout,
    * concurrency limit and partial-success handling — with a serializer

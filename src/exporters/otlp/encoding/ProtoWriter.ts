@@ -31,6 +31,21 @@ export class ProtoWriter extends protobuf.BufferWriter {
     return this;
   }
 
+  /**
+   * A bytes field's payload (length prefix included) from its hex text: a
+   * trace or span id as the span model keeps it, decoded by Node's hex
+   * decoder straight into the output. `hex.length / 2` bytes are written
+   * whatever the text holds: Node stops at the first character that is not
+   * a hex pair and the rest stays zero (as `Buffer.from(hex, 'hex')` would
+   * give them), never uninitialised memory.
+   */
+  hexBytes(hex: string): this {
+    const len = hex.length >>> 1;
+    this.uint32(len);
+    if (len > 0) (this as unknown as PushingWriter<string>)._push(writeHex, len, hex);
+    return this;
+  }
+
   /** A fixed64 from its halves (protobufjs's LongBits.from takes any `{ low, high }`). */
   fixed64Bits(bits: Bits64): this {
     return this.fixed64(bits as unknown as number);
@@ -69,6 +84,12 @@ interface PushingWriter<T> {
 function writeUtf8(val: string, buf: Uint8Array, pos: number): void {
   // finish() allocates with Buffer.allocUnsafe (BufferWriter.alloc).
   (buf as Buffer).write(val, pos);
+}
+
+function writeHex(val: string, buf: Uint8Array, pos: number): void {
+  const len = val.length >>> 1;
+  const written = (buf as Buffer).write(val, pos, len, 'hex');
+  if (written < len) buf.fill(0, pos + written, pos + len);
 }
 
 function copyInto(val: Uint8Array, buf: Uint8Array, pos: number): void {
