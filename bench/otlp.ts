@@ -14,24 +14,36 @@
  *    exporter, protobuf, gzip) into the in-repo HTTP receiver; comparison: gRPC.
  * 3. `otlp.export_50k_series`: one export of a store holding 50,000 series
  *    (the scale figure's size): points the receiver got out of it.
+ * 4. `otlp.store_50k_points_per_sec` (issue 18): the otlp exporter (direct
+ *    encoder, gzip) exporting a 50,000-series store back to back into a
+ *    counting receiver (bench/lib/countingLogsReceiver.ts: counts data points
+ *    from the wire format, so the receiver is not the limit); comparison: the
+ *    SDK serializer path in the same run. The exporter child also times the
+ *    Prometheus exposition of the same 50,000 series (writeExposition into a
+ *    discarding stream), the reference of the target.
  *
  * Run: npm run bench -- otlp   (no root needed)
  */
 
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { Writable } from 'node:stream';
 import { existsSync, readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { otlpExporterFactory, otlpHttpExporterFactory } from '../src/exporters/otlp/factory.js';
-import type { OtlpMetricsExporter } from '../src/exporters/otlp/OtlpMetricsExporter.js';
+import { OtlpMetricsExporter, type MetricsEncoding } from '../src/exporters/otlp/OtlpMetricsExporter.js';
+import { writeExposition } from '../src/exporters/prometheus/exposition.js';
+import { schemaByName } from '../src/metrics/schemas/registry.js';
+import { SeriesStore } from '../src/metrics/SeriesStore.js';
+import { CountingLogsReceiver } from './lib/countingLogsReceiver.js';
 import { emptyFlowValues, RawAttr, type FlowPoint } from '../src/model/metrics.js';
 import { OtlpHttpReceiver, OtlpReceiver } from '../test/helpers/otlpReceiver.js';
 import { figure, median, sleep, type BenchContext, type Figure } from './lib/types.js';
 import { BENCH_RESOURCE, selfCounter, testSettings as settings } from '../test/helpers/settings.js';
 
 export const title = 'OTLP: metric points/s exported over gRPC and HTTP';
-export const budgetSeconds = 90;
+export const budgetSeconds = 150;
 
 const SELF = fileURLToPath(import.meta.url);
 /** Series in the throughput store: 500 label sets x 8 counter families; one export request stays under gRPC's default 4 MiB. */
@@ -98,6 +110,34 @@ function points(n: number): FlowPoint[] {
 /** OTLP/gRPC or OTLP/HTTP, the two exporters' protocols. */
 type Protocol = 'grpc' | 'http';
 
+/** Receiver child for the 50k-store figure: counts data points from the wire format (no decode). */
+async function countingReceiverChild(): Promise<void> {
+  const rx = await CountingLogsReceiver.startMetrics();
+  process.on('message', (m: Msg) => {
+    if (m.type === 'count') send({ type: 'count', points: rx.records, requests: rx.requests, malformed: rx.malformed, at: Date.now() });
+    else if (m.type === 'exit') {
+      rx.stop();
+      process.exit(0);
+    }
+  });
+  send({ type: 'ready', endpoint: rx.endpoint });
+}
+
+/** Median ms of `runs` renderings of the Prometheus exposition of a store holding `pts` (discarded output). */
+async function expositionMs(pts: FlowPoint[], runs: number): Promise<number[]> {
+  const store = new SeriesStore<string>({ schema: schemaByName('kmesh') });
+  for (let i = 0; i < pts.length; i += 1_000) store.consume({ points: pts.slice(i, i + 1_000) });
+  const sink = (): Writable => new Writable({ write: (_c, _e, cb) => cb() });
+  const out: number[] = [];
+  // The first rendering builds the label texts (kept in the sets afterwards, as in the exporter) and is not counted.
+  for (let r = 0; r <= runs; r++) {
+    const t = process.hrtime.bigint();
+    await writeExposition(sink(), store.snapshot(), '', '', false);
+    if (r > 0) out.push(Number(process.hrtime.bigint() - t) / 1e6);
+  }
+  return out;
+}
+
 async function receiverChild(protocol: Protocol): Promise<void> {
   const rx = protocol === 'grpc' ? await OtlpReceiver.start() : await OtlpHttpReceiver.start();
   let pointsIn = 0;
@@ -125,20 +165,33 @@ async function receiverChild(protocol: Protocol): Promise<void> {
 }
 
 /** The otlp metrics exporter with `series` series, exporting back to back until told to stop (or `once`: one export). */
-async function exporterChild(protocol: Protocol, endpoint: string, compression: 'gzip' | 'none', series: number, once: boolean): Promise<void> {
+async function exporterChild(
+  protocol: Protocol,
+  endpoint: string,
+  compression: 'gzip' | 'none',
+  series: number,
+  once: boolean,
+  encoding: MetricsEncoding = 'direct',
+): Promise<void> {
   const s = settings('otlp', BENCH_RESOURCE);
   const factory = protocol === 'grpc' ? otlpExporterFactory : otlpHttpExporterFactory;
   // A long export_interval: the periodic timer must not add exports of its own; timeout well above one export.
   const cfg = factory.configSchema.parse({ endpoint, tls: { insecure: true }, compression, export_interval: '10m', timeout: '30s' });
-  const exp = factory.createMetrics!(s, cfg) as OtlpMetricsExporter;
+  const exp =
+    encoding === 'direct'
+      ? (factory.createMetrics!(s, cfg) as OtlpMetricsExporter)
+      : new OtlpMetricsExporter(s, cfg, protocol, Math.random, 'sdk');
   await exp.start({ reportFatalError: () => undefined });
   const all = points(series);
+  // The Prometheus reference, same series, same pinned CPU, before the exports start.
+  const exposition = encoding === 'direct' && series === LARGE_SERIES && !once ? await expositionMs(all, 5) : [];
   for (let i = 0; i < all.length; i += 1_000) exp.consumeMetrics({ points: all.slice(i, i + 1_000) });
   let exports = 0;
   let running = true;
   const report = async (): Promise<void> =>
     send({
       type: 'report',
+      exposition,
       exports,
       seriesInStore: exp.store.seriesCount(),
       sent: await selfCounter(s, 'kmesh_otel_exporter_sent_metric_points'),
@@ -239,6 +292,8 @@ interface Count {
   at: number;
 }
 interface Report {
+  /** ms per Prometheus exposition of the same store (the 50k-store run of the direct path only). */
+  exposition: number[];
   exports: number;
   seriesInStore: number;
   sent: number;
@@ -250,15 +305,18 @@ async function throughput(
   runs: number,
   ctx: Ctx,
   protocol: Protocol = 'grpc',
+  /** The 50k-store figure: LARGE_SERIES series, counting receiver, and the path to measure. */
+  large?: { encoding: MetricsEncoding },
 ): Promise<{ rates: number[]; exporterCpu: number[]; rxCpu: number[]; report: Report; perExport: number }> {
   const pin = pinning();
   let rx: ChildProcess | undefined;
   let exp: ChildProcess | undefined;
   try {
-    rx = spawnChild(['--child', 'receiver', protocol], pin.receiver, ctx);
+    rx = spawnChild(large ? ['--child', 'counting-receiver'] : ['--child', 'receiver', protocol], pin.receiver, ctx);
     const { endpoint } = await next<{ endpoint: string }>(rx, 'ready');
-    exp = spawnChild(['--child', 'exporter', protocol, endpoint, compression, String(SERIES), 'loop'], pin.exporter, ctx);
-    await next(exp, 'ready');
+    const series = large ? LARGE_SERIES : SERIES;
+    exp = spawnChild(['--child', 'exporter', protocol, endpoint, compression, String(series), 'loop', large?.encoding ?? 'direct'], pin.exporter, ctx);
+    await next(exp, 'ready', 120_000);
     await sleep(WARMUP_MS);
     let c0 = await ask<Count>(rx, 'count');
     let e0 = cpuSeconds(exp.pid!);
@@ -316,6 +374,12 @@ export async function run(ctx: Ctx): Promise<Figure[]> {
   }
   ctx.log('one export of 50,000 series');
   const large = await largeExport(ctx);
+  ctx.log('50,000-series store exported back to back: direct encoder, then the SDK serializer');
+  const store50k = await throughput('gzip', runs, ctx, 'grpc', { encoding: 'direct' });
+  const store50kSdk = await throughput('gzip', runs, ctx, 'grpc', { encoding: 'sdk' });
+  const store50kNone = await throughput('none', runs, ctx, 'grpc', { encoding: 'direct' });
+  const expoMs = store50k.report.exposition;
+  const expoRate = LARGE_SERIES / (median(expoMs) / 1000);
   const pct = (xs: number[]): string => `${Math.round(median(xs) * 100)}%`;
   const pin = pinning();
   return [
@@ -348,6 +412,32 @@ export async function run(ctx: Ctx): Promise<Figure[]> {
         `${pct(http.rxCpu)}.`,
     }),
     figure({
+      id: 'otlp.store_50k_points_per_sec',
+      title: 'Metric data points/s exported over OTLP/gRPC (gzip) from a 50,000-series store, direct encoder, counted from the wire',
+      unit: 'points/s',
+      runs: store50k.rates,
+      comparison: { title: 'the SDK serializer path (@opentelemetry/exporter-metrics-otlp-grpc), same store and config', runs: store50kSdk.rates },
+      target: `>= 0.5 x the Prometheus exposition's series/s over the same store (same run: ${Math.round(expoRate).toLocaleString('en-US')} series/s, so >= ${Math.round(expoRate / 2).toLocaleString('en-US')})`,
+      check: (f) => f.median >= expoRate / 2,
+      notes:
+        `Exporter child: OtlpMetricsExporter (default config but export_interval 10m and timeout 30s: gzip, 1,000 points per ` +
+        `request, 10 requests in flight) holding ${store50k.report.seriesInStore.toLocaleString('en-US')} series (6,250 label sets ` +
+        `with the full kmesh workload and service labels x 8 counter families), forceFlush() back to back; each export is ` +
+        `~${Math.round(LARGE_SERIES / 1000)} requests. Receiver child: bench/lib/countingLogsReceiver.ts (grpc-js, gunzip, data points ` +
+        `counted from the protobuf wire format; the full-decode receiver of otlp.metric_points_per_sec would be the limit). ` +
+        `${pin.how}. Direct path: the store's collect as SDK MetricData (exporters/common/sdkMetrics.ts), each request encoded by ` +
+        `MetricsEncoder (each label set's 23 attributes spliced from bytes cached per attributes object), sent by the SDK's gRPC ` +
+        `export delegate. Prometheus reference, same exporter child and CPU, before the exports: writeExposition of a store with ` +
+        `the same 50,000 series into a discarding stream, ${expoMs.length} renderings after a first that builds the label texts: ` +
+        `median ${median(expoMs).toFixed(1)} ms (runs ${expoMs.map((x) => x.toFixed(1)).join(', ')}) = ` +
+        `${Math.round(expoRate).toLocaleString('en-US')} series/s. Same run, direct path with compression: none: ` +
+        `${Math.round(median(store50kNone.rates)).toLocaleString('en-US')} points/s (runs ${store50kNone.rates.join(', ')}; exporter CPU ` +
+        `${pct(store50kNone.exporterCpu)}). CPU (median, 100% = one core): direct exporter ${pct(store50k.exporterCpu)}, receiver ` +
+        `${pct(store50k.rxCpu)}; SDK exporter ${pct(store50kSdk.exporterCpu)}, receiver ${pct(store50kSdk.rxCpu)}. Exports: direct ` +
+        `${store50k.report.exports}, SDK ${store50kSdk.report.exports}; failed points: direct ${store50k.report.failed}, SDK ` +
+        `${store50kSdk.report.failed}. 1-min load average at start: ${load.toFixed(2)} on ${cpus().length} cores.`,
+    }),
+    figure({
       id: 'otlp.export_50k_series',
       title: 'Points delivered by one OTLP export of a 50,000-series store (gzip, in-repo receiver with gRPC defaults)',
       unit: 'points',
@@ -368,8 +458,9 @@ export async function run(ctx: Ctx): Promise<Figure[]> {
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const args = process.argv.slice(2);
   if (args[0] === '--child' && args[1] === 'receiver') await receiverChild(args[2] as Protocol);
+  else if (args[0] === '--child' && args[1] === 'counting-receiver') await countingReceiverChild();
   else if (args[0] === '--child' && args[1] === 'exporter') {
-    await exporterChild(args[2] as Protocol, args[3]!, args[4] as 'gzip' | 'none', Number(args[5]), args[6] === 'once');
+    await exporterChild(args[2] as Protocol, args[3]!, args[4] as 'gzip' | 'none', Number(args[5]), args[6] === 'once', (args[7] ?? 'direct') as MetricsEncoding);
   }
   else {
     const cleanups: Array<() => void | Promise<void>> = [];

@@ -86,10 +86,43 @@ export function countLogRecords(req: Buffer): number {
 }
 
 /**
- * Counts log records received (and spans: an ExportTraceServiceRequest nests
- * resource_spans (1) -> scope_spans (2) -> spans (2), the same field numbers,
- * so {@link countLogRecords} counts its spans); can be stopped (port closed)
- * to play a dead backend.
+ * Data points in one serialized ExportMetricsServiceRequest:
+ * resource_metrics (1) -> scope_metrics (2) -> metrics (2) -> gauge (5) |
+ * sum (7) | histogram (9) -> data_points (1), per
+ * opentelemetry/proto/metrics/v1/metrics.proto.
+ */
+export function countDataPoints(req: Buffer): number {
+  let n = 0;
+  forEachLengthDelimited(req, 0, req.length, (f, s, e) => {
+    if (f !== 1) return;
+    forEachLengthDelimited(req, s, e, (f2, s2, e2) => {
+      if (f2 !== 2) return;
+      forEachLengthDelimited(req, s2, e2, (f3, s3, e3) => {
+        if (f3 !== 2) return;
+        forEachLengthDelimited(req, s3, e3, (f4, s4, e4) => {
+          if (f4 !== 5 && f4 !== 7 && f4 !== 9) return;
+          forEachLengthDelimited(req, s4, e4, (f5) => {
+            if (f5 === 1) n++;
+          });
+        });
+      });
+    });
+  });
+  return n;
+}
+
+/** What a counting receiver serves: the Export path and how items are counted. */
+const SIGNALS = {
+  logs: { path: EXPORT_PATH, count: countLogRecords },
+  metrics: { path: '/opentelemetry.proto.collector.metrics.v1.MetricsService/Export', count: countDataPoints },
+} as const;
+
+/**
+ * Counts log records (or, for `metrics`, data points: {@link CountingLogsReceiver.startMetrics})
+ * received, and spans: an ExportTraceServiceRequest nests resource_spans (1)
+ * -> scope_spans (2) -> spans (2), the same field numbers, so
+ * {@link countLogRecords} counts its spans (a logs receiver also serves
+ * TraceService/Export); can be stopped (port closed) to play a dead backend.
  */
 export class CountingLogsReceiver {
   records = 0;
@@ -101,8 +134,17 @@ export class CountingLogsReceiver {
   private server: grpc.Server | undefined;
   private boundPort = 0;
 
+  private constructor(private readonly signal: keyof typeof SIGNALS) {}
+
   static async start(port = 0): Promise<CountingLogsReceiver> {
-    const r = new CountingLogsReceiver();
+    const r = new CountingLogsReceiver('logs');
+    await r.listen(port);
+    return r;
+  }
+
+  /** The same for metrics: `records` counts data points. */
+  static async startMetrics(port = 0): Promise<CountingLogsReceiver> {
+    const r = new CountingLogsReceiver('metrics');
     await r.listen(port);
     return r;
   }
@@ -124,24 +166,14 @@ export class CountingLogsReceiver {
       responseSerialize: identity,
       responseDeserialize: identity,
     });
-    const service: grpc.ServiceDefinition = {
-      Export: {
-        path: EXPORT_PATH,
-        requestStream: false,
-        responseStream: false,
-        requestSerialize: identity,
-        requestDeserialize: identity,
-        responseSerialize: identity,
-        responseDeserialize: identity,
-      },
-    };
-    // An empty ExportLogsServiceResponse is zero bytes.
+    const service: grpc.ServiceDefinition = { Export: method(SIGNALS[this.signal].path) };
+    // An empty Export*ServiceResponse is zero bytes.
     const empty = Buffer.alloc(0);
     server.addService(service, {
       Export: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>): void => {
         let n: number;
         try {
-          n = countLogRecords(call.request);
+          n = SIGNALS[this.signal].count(call.request);
         } catch (err) {
           this.malformed++;
           cb({ code: grpc.status.INVALID_ARGUMENT, details: (err as Error).message });
@@ -152,7 +184,7 @@ export class CountingLogsReceiver {
         cb(null, empty);
       },
     });
-    server.addService({ Export: method(TRACES_EXPORT_PATH) }, {
+    if (this.signal === 'logs') server.addService({ Export: method(TRACES_EXPORT_PATH) }, {
       Export: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>): void => {
         let n: number;
         try {

@@ -146,7 +146,9 @@ absolute figures). To size a node:
 - **OTLP** (\`otlp.metric_points_per_sec\`): metric data points per second the otlp exporter
   pushes to a receiver; divide by your series count for the shortest useful
   \`export_interval\`. \`otlp.export_50k_series\` says whether one export of a large store gets
-  through a receiver with default gRPC limits. Log records per second over OTLP are
+  through a receiver with default gRPC limits; \`otlp.store_50k_points_per_sec\` is the rate for a
+  50,000-series store, beside the SDK serializer path and the Prometheus exposition of the same
+  series. Log records per second over OTLP are
   \`logs.otlp_records_per_sec\`: compare with the access-log volume you expect (one log record
   per closed connection).
 `;

@@ -420,6 +420,15 @@ export class OtlpHttpReceiver extends OtlpSink {
   }
 }
 
+/**
+ * Decodes an ExportMetricsServiceRequest / ExportLogsServiceRequest / ExportTraceServiceRequest body with
+ * the receivers' own definitions and options (longs as strings, defaults,
+ * oneof names): what a receiver would record for it.
+ */
+export function decodeExportRequest(signal: 'metrics' | 'logs' | 'traces', body: Uint8Array): Json {
+  return services()[signal].Export!.requestDeserialize(Buffer.from(body.buffer, body.byteOffset, body.byteLength));
+}
+
 /** Polls `cond` every 20 ms until true, or throws after `timeoutMs` with `what`. */
 export async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -7,13 +7,16 @@ import {
 } from '@opentelemetry/sdk-logs';
 import type { Logger } from '@opentelemetry/api';
 import type { CreateSettings, Host, LogsExporter } from '../../component/component.js';
-import type { LogsBatch } from '../../model/logs.js';
+import type { Resource } from '@opentelemetry/resources';
+import type { AccessLogEntry, LogsBatch } from '../../model/logs.js';
 import { LossLog } from '../../telemetry/LossLog.js';
 import type { OtlpCommonConfig } from './config.js';
 import { ConcurrentBatchLogRecordProcessor } from './ConcurrentBatchLogRecordProcessor.js';
+import { ConcurrentBatcher, type BatchExporter, type ConcurrentBatchOptions } from './ConcurrentBatcher.js';
+import { AccessLogEncoder } from './encoding/LogsEncoder.js';
 import { Retrier } from './retry.js';
 import { QUEUE_CAPACITY_GAUGE, QUEUE_SIZE_GAUGE } from './selfMetrics.js';
-import { OtlpTransport, type OtlpProtocol } from './transport.js';
+import { OtlpTransport, type EncodedExporter, type EncodedRequest, type OtlpProtocol } from './transport.js';
 import { toLogRecord } from './logRecord.js';
 import type { MetricSchema } from '../../metrics/schema.js';
 import { schemaByName } from '../../metrics/schemas/registry.js';
@@ -58,8 +61,80 @@ class RetryingCountingLogExporter implements LogRecordExporter {
 }
 
 /**
+ * The direct path's exporter: encodes a batch of entries once
+ * ({@link AccessLogEncoder}), then sends those bytes with retries
+ * (`retry_on_failure`, {@link Retrier}); counts and reports completion as
+ * {@link RetryingCountingLogExporter} does. A batch that cannot be encoded
+ * (a bug, not bad input: the encoder takes any attribute value) fails and
+ * is counted, never thrown.
+ */
+class EncodingLogExporter implements BatchExporter<AccessLogEntry> {
+  constructor(
+    private readonly encoder: AccessLogEncoder,
+    private readonly inner: EncodedExporter,
+    private readonly retrier: Retrier,
+    private readonly resource: Resource,
+    private readonly onDone: (count: number, ok: boolean, error?: Error) => void,
+    private readonly onEncodeError: (err: unknown) => void,
+  ) {}
+
+  export(entries: AccessLogEntry[], resultCallback: (result: ExportResult) => void): void {
+    const send = (): void => {
+      let request: EncodedRequest;
+      try {
+        request = this.encoder.encode(entries);
+      } catch (err) {
+        this.onEncodeError(err);
+        this.onDone(entries.length, false, err as Error);
+        resultCallback({ code: ExportResultCode.FAILED, error: err as Error });
+        return;
+      }
+      // Retries resend the same bytes.
+      this.retrier.run(
+        (cb) => this.inner.export(request, cb),
+        (result) => {
+          this.onDone(entries.length, result.code === ExportResultCode.SUCCESS, result.error);
+          resultCallback(result);
+        },
+      );
+    };
+    // Resource detectors may still be resolving attributes; the encoder must
+    // see the final ones (as the SDK's batch processors wait for them).
+    if (this.resource.asyncAttributesPending && this.resource.waitForAsyncAttributes !== undefined) {
+      this.resource.waitForAsyncAttributes().then(send, send);
+    } else {
+      send();
+    }
+  }
+
+  stop(): void {
+    this.retrier.stop();
+  }
+
+  forceFlush(): Promise<void> {
+    return this.inner.forceFlush();
+  }
+
+  shutdown(): Promise<void> {
+    this.stop();
+    return this.inner.shutdown();
+  }
+}
+
+/**
+ * How access-log entries become OTLP requests:
+ * - `direct` (the agent's): {@link AccessLogEncoder} encodes each batch of
+ *   entries straight to protobuf, splicing cached bytes for what repeats;
+ * - `sdk`: toLogRecord, the sdk-logs LoggerProvider and the SDK exporter's
+ *   own serializer — the reference the direct path is checked against
+ *   (test/exporters/otlp/encodingEquivalence.test.ts) and measured against
+ *   (bench/logs.ts).
+ */
+export type LogsEncoding = 'direct' | 'sdk';
+
+/**
  * Access logs as OpenTelemetry LogRecords over OTLP (gRPC or HTTP): one record per
- * AccessLogEntry (see {@link toLogRecord}), batched with up to
+ * AccessLogEntry (the content {@link toLogRecord} describes), batched with up to
  * `sending_queue.num_consumers` exports in flight
  * ({@link ConcurrentBatchLogRecordProcessor}) behind a bounded queue. The
  * queue counts records accepted and not yet finished (buffered, in flight or
@@ -71,7 +146,10 @@ class RetryingCountingLogExporter implements LogRecordExporter {
 export class OtlpLogsExporter implements LogsExporter {
   private provider: LoggerProvider | undefined;
   private logger: Logger | undefined;
-  private wrapper: RetryingCountingLogExporter | undefined;
+  private wrapper: RetryingCountingLogExporter | EncodingLogExporter | undefined;
+  /** The direct path's batcher (encoding `direct`). */
+  private batcher: ConcurrentBatcher<AccessLogEntry> | undefined;
+  private started = false;
   private inFlight = 0;
   private stopped = false;
   private shutdownPromise: Promise<void> | undefined;
@@ -92,6 +170,8 @@ export class OtlpLogsExporter implements LogsExporter {
     protocol: OtlpProtocol = 'grpc',
     /** Jitter source of the retries (tests). */
     private readonly random: () => number = Math.random,
+    /** `sdk`: the reference path (benchmarks, tests); not a config key. */
+    private readonly encoding: LogsEncoding = 'direct',
   ) {
     this.attrs = { exporter: settings.id.toString() };
     this.accessLog = schemaByName(config.schema).accessLog;
@@ -114,33 +194,50 @@ export class OtlpLogsExporter implements LogsExporter {
   }
 
   async start(_host: Host): Promise<void> {
-    if (this.stopped || this.provider !== undefined) return;
+    if (this.stopped || this.started) return;
+    this.started = true;
     const c = this.config;
     const q = c.sending_queue;
-    this.wrapper = new RetryingCountingLogExporter(this.transport.logExporter(), new Retrier(c.retry_on_failure, this.random), (n, ok, error) => {
+    const onDone = (n: number, ok: boolean, error?: Error): void => {
       this.inFlight -= n;
       if (ok) this.sent.add(n, this.attrs);
       else {
         this.failed.add(n, this.attrs);
         this.losses.record('export_failed', n, { endpoint: this.config.endpoint, err: error?.message });
       }
-    });
+    };
     // A batch closes at min_size records (max_size when only that is set),
     // or flush_timeout after its first record; never above queue_size.
     const batchSize = q.batch.min_size > 0 ? q.batch.min_size : q.batch.max_size > 0 ? q.batch.max_size : 1;
-    const processor = new ConcurrentBatchLogRecordProcessor(this.wrapper, {
+    const options: ConcurrentBatchOptions = {
       batchSize: Math.min(batchSize, q.queue_size),
       // Queue disabled: one export at a time, as the SDK's BatchLogRecordProcessor.
       maxConcurrentExports: q.enabled ? q.num_consumers : 1,
       flushDelayMillis: Math.max(1, q.batch.flush_timeout),
-    });
+    };
+    const retrier = new Retrier(c.retry_on_failure, this.random);
+    if (this.encoding === 'direct') {
+      const wrapper = new EncodingLogExporter(
+        new AccessLogEncoder(this.settings.resource, undefined, this.accessLog),
+        this.transport.encodedExporter('logs'),
+        retrier,
+        this.settings.resource,
+        onDone,
+        (err) => this.settings.logger.warn({ err }, 'otlp logs exporter: cannot encode a batch; its records count as send_failed'),
+      );
+      this.wrapper = wrapper;
+      this.batcher = new ConcurrentBatcher(wrapper, options);
+      return;
+    }
+    this.wrapper = new RetryingCountingLogExporter(this.transport.logExporter(), retrier, onDone);
+    const processor = new ConcurrentBatchLogRecordProcessor(this.wrapper, options);
     this.provider = new LoggerProvider({ resource: this.settings.resource, processors: [processor] });
     this.logger = this.provider.getLogger('kmesh-otel');
   }
 
   consumeLogs(batch: LogsBatch): void {
-    const logger = this.logger;
-    if (this.stopped || logger === undefined) {
+    const { batcher, logger } = this;
+    if (this.stopped || (batcher === undefined && logger === undefined)) {
       if (batch.entries.length > 0) {
         this.dropped.add(batch.entries.length, this.attrs);
         this.losses.record('shut_down', batch.entries.length);
@@ -155,7 +252,8 @@ export class OtlpLogsExporter implements LogsExporter {
         continue;
       }
       this.inFlight++;
-      logger.emit(toLogRecord(entry, this.accessLog));
+      if (batcher !== undefined) batcher.add(entry);
+      else logger!.emit(toLogRecord(entry, this.accessLog));
     }
     if (dropped > 0) {
       this.dropped.add(dropped, this.attrs);
@@ -165,6 +263,7 @@ export class OtlpLogsExporter implements LogsExporter {
 
   /** Exports everything queued now. */
   async forceFlush(): Promise<void> {
+    await this.batcher?.forceFlush();
     await this.provider?.forceFlush();
   }
 
@@ -183,9 +282,9 @@ export class OtlpLogsExporter implements LogsExporter {
       this.stopped = true;
       // Pending retries fail now; what is queued gets one attempt bounded by `timeout`.
       this.wrapper?.stop();
-      await this.provider?.shutdown().catch((err: unknown) => {
-        this.settings.logger.warn({ err }, 'otlp logs exporter shutdown');
-      });
+      const warn = (err: unknown): void => this.settings.logger.warn({ err }, 'otlp logs exporter shutdown');
+      await this.batcher?.shutdown().catch(warn);
+      await this.provider?.shutdown().catch(warn);
       this.losses.close();
     })();
     return this.shutdownPromise;

@@ -5,12 +5,14 @@ import { BatchSpanProcessor, type ReadableSpan, type SpanExporter } from '@opent
 import type { CreateSettings, Host, TracesExporter } from '../../component/component.js';
 import { connectionSpanAttributes, ERROR_TYPE, spanName, type ConnectionSpan, type TracesBatch } from '../../model/traces.js';
 import type { OtlpCommonConfig } from './config.js';
+import { ConcurrentBatcher, type BatchExporter } from './ConcurrentBatcher.js';
+import { ConnectionSpanEncoder, SPAN_SCOPE } from './encoding/SpansEncoder.js';
 import { hrTimeOfUnixNano } from './logRecord.js';
 import { Retrier } from './retry.js';
 import { QUEUE_CAPACITY_GAUGE, QUEUE_SIZE_GAUGE } from './selfMetrics.js';
-import { OtlpTransport, type OtlpProtocol } from './transport.js';
+import { OtlpTransport, type EncodedExporter, type EncodedRequest, type OtlpProtocol } from './transport.js';
 
-const SCOPE = { name: 'kmesh-otel' };
+const SCOPE = SPAN_SCOPE;
 
 /**
  * The SDK's ReadableSpan of one connection span, ready for the SDK's OTLP
@@ -80,16 +82,89 @@ class RetryingCountingSpanExporter implements SpanExporter {
 }
 
 /**
- * Connection spans over OTLP (gRPC or HTTP/protobuf), batched by the SDK's
- * BatchSpanProcessor behind the same bounded queue as the logs exporter:
- * spans accepted and not yet finished (buffered, in flight or waiting for a
- * retry) never exceed `sending_queue.queue_size`; beyond it new spans are
- * dropped and counted in `kmesh_otel_exporter_dropped_spans` (the SDK's own
- * queue, of that size, therefore never drops silently).
+ * The direct path's exporter: encodes a batch of spans once
+ * ({@link ConnectionSpanEncoder}), then sends those bytes with retries
+ * (`retry_on_failure`, {@link Retrier}; a retry resends the same bytes) and
+ * reports completion as {@link RetryingCountingSpanExporter} does. A batch
+ * that cannot be encoded (a bug, not bad input: the encoder takes any
+ * attribute value) fails and is counted, never thrown.
+ */
+class EncodingSpanExporter implements BatchExporter<ConnectionSpan> {
+  constructor(
+    private readonly encoder: ConnectionSpanEncoder,
+    private readonly inner: EncodedExporter,
+    private readonly retrier: Retrier,
+    private readonly resource: Resource,
+    private readonly onDone: (count: number, ok: boolean) => void,
+    private readonly onEncodeError: (err: unknown) => void,
+  ) {}
+
+  export(spans: ConnectionSpan[], resultCallback: (result: ExportResult) => void): void {
+    const send = (): void => {
+      let request: EncodedRequest;
+      try {
+        request = this.encoder.encode(spans);
+      } catch (err) {
+        this.onEncodeError(err);
+        this.onDone(spans.length, false);
+        resultCallback({ code: ExportResultCode.FAILED, error: err as Error });
+        return;
+      }
+      this.retrier.run(
+        (cb) => this.inner.export(request, cb),
+        (result) => {
+          this.onDone(spans.length, result.code === ExportResultCode.SUCCESS);
+          resultCallback(result);
+        },
+      );
+    };
+    // Resource detectors may still be resolving attributes; the encoder must
+    // see the final ones (as the SDK's BatchSpanProcessor waits for them).
+    if (this.resource.asyncAttributesPending && this.resource.waitForAsyncAttributes !== undefined) {
+      this.resource.waitForAsyncAttributes().then(send, send);
+    } else {
+      send();
+    }
+  }
+
+  stop(): void {
+    this.retrier.stop();
+  }
+
+  shutdown(): Promise<void> {
+    this.stop();
+    return this.inner.shutdown();
+  }
+}
+
+/**
+ * How connection spans become OTLP requests:
+ * - `direct` (the agent's): {@link ConnectionSpanEncoder} encodes each batch
+ *   straight to protobuf, splicing cached bytes for what repeats, batched
+ *   with up to `sending_queue.num_consumers` exports in flight
+ *   ({@link ConcurrentBatcher}, as the logs exporter);
+ * - `sdk`: {@link toReadableSpan}, the SDK's BatchSpanProcessor (one export
+ *   in flight) and the SDK exporter's own serializer — the reference the
+ *   direct path is checked against
+ *   (test/exporters/otlp/spansEncodingEquivalence.test.ts) and measured
+ *   against (bench/traces.ts).
+ */
+export type TracesEncoding = 'direct' | 'sdk';
+
+/**
+ * Connection spans over OTLP (gRPC or HTTP/protobuf), batched behind the same
+ * bounded queue as the logs exporter: spans accepted and not yet finished
+ * (buffered, in flight or waiting for a retry) never exceed
+ * `sending_queue.queue_size`; beyond it new spans are dropped and counted in
+ * `kmesh_otel_exporter_dropped_spans` (the SDK path's own queue, of that
+ * size, therefore never drops silently).
  */
 export class OtlpTracesExporter implements TracesExporter {
   private processor: BatchSpanProcessor | undefined;
-  private wrapper: RetryingCountingSpanExporter | undefined;
+  private wrapper: RetryingCountingSpanExporter | EncodingSpanExporter | undefined;
+  /** The direct path's batcher (encoding `direct`). */
+  private batcher: ConcurrentBatcher<ConnectionSpan> | undefined;
+  private started = false;
   private inFlight = 0;
   private stopped = false;
   private shutdownPromise: Promise<void> | undefined;
@@ -103,7 +178,10 @@ export class OtlpTracesExporter implements TracesExporter {
     private readonly settings: CreateSettings,
     private readonly config: OtlpCommonConfig,
     protocol: OtlpProtocol = 'grpc',
+    /** Jitter source of the retries (tests). */
     private readonly random: () => number = Math.random,
+    /** `sdk`: the reference path (benchmarks, tests); not a config key. */
+    private readonly encoding: TracesEncoding = 'direct',
   ) {
     this.attrs = { exporter: settings.id.toString() };
     const t = settings.telemetry;
@@ -118,15 +196,38 @@ export class OtlpTracesExporter implements TracesExporter {
   }
 
   async start(_host: Host): Promise<void> {
-    if (this.stopped || this.processor !== undefined) return;
+    if (this.stopped || this.started) return;
+    this.started = true;
     const c = this.config;
     const q = c.sending_queue;
-    this.wrapper = new RetryingCountingSpanExporter(this.transport.traceExporter(), new Retrier(c.retry_on_failure, this.random), (n, ok) => {
+    const onDone = (n: number, ok: boolean): void => {
       this.inFlight -= n;
       if (ok) this.sent.add(n, this.attrs);
       else this.failed.add(n, this.attrs);
-    });
+    };
+    const retrier = new Retrier(c.retry_on_failure, this.random);
+    // A batch closes at min_size spans (max_size when only that is set), or
+    // flush_timeout after its first span; never above queue_size.
     const batchSize = q.batch.min_size > 0 ? q.batch.min_size : q.batch.max_size > 0 ? q.batch.max_size : 1;
+    if (this.encoding === 'direct') {
+      const wrapper = new EncodingSpanExporter(
+        new ConnectionSpanEncoder(this.settings.resource),
+        this.transport.encodedExporter('traces'),
+        retrier,
+        this.settings.resource,
+        onDone,
+        (err) => this.settings.logger.warn({ err }, 'otlp traces exporter: cannot encode a batch; its spans count as send_failed'),
+      );
+      this.wrapper = wrapper;
+      this.batcher = new ConcurrentBatcher(wrapper, {
+        batchSize: Math.min(batchSize, q.queue_size),
+        // Queue disabled: one export at a time, as the SDK's BatchSpanProcessor.
+        maxConcurrentExports: q.enabled ? q.num_consumers : 1,
+        flushDelayMillis: Math.max(1, q.batch.flush_timeout),
+      });
+      return;
+    }
+    this.wrapper = new RetryingCountingSpanExporter(this.transport.traceExporter(), retrier, onDone);
     this.processor = new BatchSpanProcessor({
       exporter: this.wrapper,
       maxQueueSize: q.queue_size,
@@ -138,8 +239,8 @@ export class OtlpTracesExporter implements TracesExporter {
   }
 
   consumeTraces(batch: TracesBatch): void {
-    const processor = this.processor;
-    if (this.stopped || processor === undefined) {
+    const { batcher, processor } = this;
+    if (this.stopped || (batcher === undefined && processor === undefined)) {
       if (batch.spans.length > 0) this.dropped.add(batch.spans.length, this.attrs);
       return;
     }
@@ -151,13 +252,15 @@ export class OtlpTracesExporter implements TracesExporter {
         continue;
       }
       this.inFlight++;
-      processor.onEnd(toReadableSpan(span, this.settings.resource));
+      if (batcher !== undefined) batcher.add(span);
+      else processor!.onEnd(toReadableSpan(span, this.settings.resource));
     }
     if (dropped > 0) this.dropped.add(dropped, this.attrs);
   }
 
   /** Exports everything queued now. */
   async forceFlush(): Promise<void> {
+    await this.batcher?.forceFlush();
     await this.processor?.forceFlush();
   }
 
@@ -169,10 +272,11 @@ export class OtlpTracesExporter implements TracesExporter {
   shutdown(): Promise<void> {
     this.shutdownPromise ??= (async () => {
       this.stopped = true;
+      // Pending retries fail now; what is queued gets one attempt bounded by `timeout`.
       this.wrapper?.stop();
-      await this.processor?.shutdown().catch((err: unknown) => {
-        this.settings.logger.warn({ err }, 'otlp traces exporter shutdown');
-      });
+      const warn = (err: unknown): void => this.settings.logger.warn({ err }, 'otlp traces exporter shutdown');
+      await this.batcher?.shutdown().catch(warn);
+      await this.processor?.shutdown().catch(warn);
     })();
     return this.shutdownPromise;
   }

@@ -3,6 +3,11 @@ import { OTLPLogExporter as GrpcLogExporter } from '@opentelemetry/exporter-logs
 import { OTLPLogExporter as HttpLogExporter } from '@opentelemetry/exporter-logs-otlp-proto';
 import { OTLPMetricExporter as GrpcMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
 import { OTLPMetricExporter as HttpMetricExporter } from '@opentelemetry/exporter-metrics-otlp-proto';
+import type { ExportResult } from '@opentelemetry/core';
+import { OTLPExporterBase } from '@opentelemetry/otlp-exporter-base';
+import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from '@opentelemetry/otlp-exporter-base/node-http';
+import { convertLegacyOtlpGrpcOptions, createOtlpGrpcExportDelegate } from '@opentelemetry/otlp-grpc-exporter-base';
+import { ProtobufLogsSerializer, ProtobufMetricsSerializer, ProtobufTraceSerializer, type IExporterMetricsHelper, type ISerializer } from '@opentelemetry/otlp-transformer';
 import type { LogRecordExporter } from '@opentelemetry/sdk-logs';
 import type { PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import { OTLPTraceExporter as GrpcTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
@@ -13,6 +18,54 @@ import type { AgentOptions } from 'node:https';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import type { OtlpCommonConfig, OtlpGrpcConfig, OtlpHttpConfig, TlsConfig } from './config.js';
 import { parseGrpcTarget, signalUrl, type GrpcTarget } from './endpoint.js';
+
+/** An export request already encoded as protobuf, and the number of items it carries. */
+export interface EncodedRequest {
+  bytes: Uint8Array;
+  /** Log records / data points / spans in the request (the SDK exporter's own self-observation counts them). */
+  items: number;
+}
+
+/** Sends pre-encoded requests: the OpenTelemetry JS exporter machinery with a pass-through serializer. */
+export interface EncodedExporter {
+  export(request: EncodedRequest, resultCallback: (result: ExportResult) => void): void;
+  forceFlush(): Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+/** The signals the direct encoders serve. */
+export type EncodedSignal = 'metrics' | 'logs' | 'traces';
+
+/** What differs per signal between the SDK's OTLP exporters, as they set it in their constructors. */
+const SIGNALS = {
+  metrics: {
+    env: 'METRICS',
+    httpPath: 'v1/metrics',
+    grpcName: 'MetricsExportService',
+    grpcPath: '/opentelemetry.proto.collector.metrics.v1.MetricsService/Export',
+    componentType: { grpc: 'otlp_grpc_metric_exporter', http: 'otlp_http_metric_exporter' },
+    itemName: 'metric_data_point',
+    deserializeResponse: (data: Uint8Array): unknown => ProtobufMetricsSerializer.deserializeResponse(data),
+  },
+  logs: {
+    env: 'LOGS',
+    httpPath: 'v1/logs',
+    grpcName: 'LogsExportService',
+    grpcPath: '/opentelemetry.proto.collector.logs.v1.LogsService/Export',
+    componentType: { grpc: 'otlp_grpc_log_exporter', http: 'otlp_http_log_exporter' },
+    itemName: 'log',
+    deserializeResponse: (data: Uint8Array): unknown => ProtobufLogsSerializer.deserializeResponse(data),
+  },
+  traces: {
+    env: 'TRACES',
+    httpPath: 'v1/traces',
+    grpcName: 'TraceExportService',
+    grpcPath: '/opentelemetry.proto.collector.trace.v1.TraceService/Export',
+    componentType: { grpc: 'otlp_grpc_span_exporter', http: 'otlp_http_span_exporter' },
+    itemName: 'span',
+    deserializeResponse: (data: Uint8Array): unknown => ProtobufTraceSerializer.deserializeResponse(data),
+  },
+} as const;
 
 /** The wire protocol of an OTLP exporter. */
 export type OtlpProtocol = 'grpc' | 'http';
@@ -124,6 +177,34 @@ export class OtlpTransport {
     if (this.protocol === 'grpc') return new GrpcMetricExporter(grpcOptions(this.config as OtlpGrpcConfig, this.tls));
     const c = this.config as OtlpHttpConfig;
     return new HttpMetricExporter(httpOptions(c, httpUrls(c).metrics, this.tls));
+  }
+
+  /**
+   * An exporter of pre-encoded requests for `signal`, built the way the
+   * SDK's OTLPLogExporter / OTLPMetricExporter / OTLPTraceExporter (0.301) build themselves —
+   * the same option conversion (OTEL_EXPORTER_OTLP_* environment merged
+   * under the config), gRPC or HTTP transport, compression, timeout,
+   * concurrency limit and partial-success handling — with a serializer
+   * that passes the direct encoder's bytes through.
+   */
+  encodedExporter(signal: EncodedSignal): EncodedExporter {
+    const spec = SIGNALS[signal];
+    const serializer: ISerializer<EncodedRequest, unknown> = {
+      serializeRequest: (r) => r.bytes,
+      deserializeResponse: spec.deserializeResponse,
+    };
+    const helper: IExporterMetricsHelper<EncodedRequest> = { name: spec.itemName, countItems: (r) => r.items };
+    if (this.protocol === 'grpc') {
+      const options = convertLegacyOtlpGrpcOptions(grpcOptions(this.config as OtlpGrpcConfig, this.tls), spec.env);
+      return new OTLPExporterBase(
+        createOtlpGrpcExportDelegate(options, serializer, spec.componentType.grpc, helper, undefined, spec.grpcName, spec.grpcPath),
+      );
+    }
+    const c = this.config as OtlpHttpConfig;
+    const options = convertLegacyHttpOptions(httpOptions(c, httpUrls(c)[signal], this.tls), spec.env, spec.httpPath, {
+      'Content-Type': 'application/x-protobuf',
+    });
+    return new OTLPExporterBase(createOtlpHttpExportDelegate(options, serializer, spec.componentType.http, helper, undefined));
   }
 
   logExporter(): LogRecordExporter {
