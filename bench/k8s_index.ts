@@ -11,10 +11,11 @@
  * - heap and RSS held by the index.
  * Every rate is the median of REPS runs (min-max alongside).
  * Run: node --expose-gc --import tsx bench/k8s_index.ts
- *  or: npx tsc -p tsconfig.json && node --expose-gc dist/bench/k8s_index.js
+ *  or: npm run build:bench && node --expose-gc dist-bench/bench/k8s_index.js
  */
 import type { V1Pod, V1Service } from '@kubernetes/client-node';
-import { RawAttr, type FlowPoint, type MetricsBatch } from '../src/model/metrics.js';
+import { newFlowKey, type FlowKey } from '../src/model/flow.js';
+import type { FlowPoint, MetricsBatch } from '../src/model/metrics.js';
 import { IstioAttributeCache } from '../src/processor/k8s_attributes/attributeCache.js';
 import { createDefaultConfig } from '../src/processor/k8s_attributes/config.js';
 import { istioAttributes, labelOptions } from '../src/processor/k8s_attributes/istioLabels.js';
@@ -133,16 +134,21 @@ const pods = ips.map((ip) => index.podByIp(ip)).filter((p) => p !== undefined);
 rate('serviceOfPodPort (named target port)', N, (i) => index.serviceOfPodPort(pods[i % pods.length]!, 8080));
 
 const opts = labelOptions(createDefaultConfig());
-// Points as the receiver builds them (FlowAggregator's attribute shape); all 4,096 raw keys distinct.
+// Flow keys as the receiver builds them (interned by FlowAggregator); all 4,096 distinct.
 const RAW = 4096;
-const points: Array<Record<string, string>> = [];
+const points: FlowKey[] = [];
 for (let k = 0; k < RAW; k++) {
-  points.push({
-    [RawAttr.direction]: k % 2 ? 'INBOUND' : 'OUTBOUND',
-    [RawAttr.sourceAddress]: podIp((k * 31) % PODS),
-    [RawAttr.destinationAddress]: podIp((k * 17 + 5) % PODS),
-    [RawAttr.destinationPort]: '8080',
-  });
+  points.push(
+    newFlowKey({
+      direction: k % 2 ? 'INBOUND' : 'OUTBOUND',
+      srcAddr: podIp((k * 31) % PODS),
+      dstAddr: podIp((k * 17 + 5) % PODS),
+      dstPort: 8080,
+      origDstAddr: undefined,
+      origDstPort: undefined,
+      failure: undefined,
+    }),
+  );
 }
 rate('istioAttributes (uncached: a cache miss)', 1_000_000, (i) => istioAttributes(points[i & (RAW - 1)]!, index, opts), 1, 'points');
 const cache = new IstioAttributeCache(index, opts);
@@ -154,7 +160,7 @@ console.log(`  cache: ${cache.size} blocks, ${cache.hits} hits, ${cache.misses} 
 
 // The full processor path on receiver-sized batches.
 function batch(): MetricsBatch {
-  const pts: FlowPoint[] = points.map((attributes) => ({
+  const pts: FlowPoint[] = points.map((flow) => ({
     opened: 1,
     closed: 1,
     failed: 0,
@@ -164,7 +170,8 @@ function batch(): MetricsBatch {
     lostPackets: 0,
     durationsSec: [0.01],
     rttsSec: [0.0002],
-    attributes,
+    flow,
+    attributes: flow.attributes as Record<string, string>,
   }));
   return { points: pts };
 }

@@ -29,7 +29,7 @@ import { runInNewContext } from 'node:vm';
 import { type Host } from '../src/component/component.js';
 import { prometheusExporterFactory } from '../src/exporters/prometheus/factory.js';
 import type { PrometheusMetricsExporter } from '../src/exporters/prometheus/PrometheusMetricsExporter.js';
-import { kmeshSchema, KMESH_WORKLOAD_LABELS } from '../src/metrics/schema.js';
+import { kmeshSchema, KMESH_WORKLOAD_LABELS } from '../src/metrics/schemas/kmesh.js';
 import { SeriesStore } from '../src/metrics/SeriesStore.js';
 import type { ConnectionEvent } from '../src/model/connection.js';
 import { emptyFlowValues, RawAttr, type FlowPoint } from '../src/model/metrics.js';

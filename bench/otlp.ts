@@ -34,7 +34,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { otlpExporterFactory, otlpHttpExporterFactory } from '../src/exporters/otlp/factory.js';
 import { OtlpMetricsExporter, type MetricsEncoding } from '../src/exporters/otlp/OtlpMetricsExporter.js';
 import { writeExposition } from '../src/exporters/prometheus/exposition.js';
-import { schemaByName } from '../src/metrics/schema.js';
+import { schemaByName } from '../src/metrics/schemas/registry.js';
 import { SeriesStore } from '../src/metrics/SeriesStore.js';
 import { CountingLogsReceiver } from './lib/countingLogsReceiver.js';
 import { emptyFlowValues, RawAttr, type FlowPoint } from '../src/model/metrics.js';

@@ -21,11 +21,10 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { killLoadgens, removeLoadgenBinary } from './lib/loadgen.js';
 import { machineInfo } from './lib/machine.js';
 import { closeAllProbes } from './lib/probe.js';
+import { MODULES } from './lib/modules.js';
 import { readResults, renderMarkdown, writeResults, type ModuleResult } from './lib/report.js';
 import { SkipBenchmark, type BenchContext, type BenchModule, type Figure } from './lib/types.js';
 
-/** Known modules, in run order. */
-export const MODULES = ['kernel', 'drain', 'receiver', 'metrics', 'freshness', 'logs', 'k8s', 'scale', 'otlp', 'walk'] as const;
 
 const TOTAL_BUDGET_S = 570; // under 10 minutes with start-up and report writing
 const DEFAULT_MODULE_BUDGET_S = 120;

@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // Runs the test suite with Node's own runner (TypeScript through tsx).
 // Usage: node scripts/run-tests.mjs [unit|kernel|e2e|all] [extra files...]
+// (LIST_TESTS=1: print each selected file with its kind instead of running them.)
 // Files run one at a time: kernel and e2e tests attach at the cgroup-v2 root
 // and create namespaces, and this machine has two cores anyway.
 import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -21,8 +22,32 @@ function walk(dir) {
   return out;
 }
 
-const isKernel = (f) => f.includes(`${sep}test${sep}kernel${sep}`) || f.endsWith('.kernel.test.ts');
-const isE2e = (f) => f.includes(`${sep}test${sep}e2e${sep}`);
+// A test's kind is what it needs, declared in the file itself, in a line of
+// its first 20 as `// test-kind: kernel` (root and the real kernel: BPF
+// attached at the cgroup-v2 root, namespaces) or `// test-kind: e2e` (the
+// whole agent: the CLI, real Prometheus, the OTLP receiver, BPF too). No
+// such line: a unit test (no root, nothing attached, safe beside others'
+// kernel tests) — except in test/kernel/ and test/e2e/, where every file
+// needs the kernel, so a file new there that lacks the line still runs as
+// what it is. A root-needing test elsewhere (test/service/lifecycle) says so.
+const KIND_LINE = /^\/\/ test-kind: (kernel|e2e)\s*$/m;
+const kinds = new Map();
+function kindOf(f) {
+  let k = kinds.get(f);
+  if (k === undefined) {
+    const head = readFileSync(f, 'utf8').split('\n', 20).join('\n');
+    k = KIND_LINE.exec(head)?.[1];
+    if (k === undefined) {
+      if (f.includes(`${sep}test${sep}kernel${sep}`)) k = 'kernel';
+      else if (f.includes(`${sep}test${sep}e2e${sep}`)) k = 'e2e';
+      else k = 'unit';
+    }
+    kinds.set(f, k);
+  }
+  return k;
+}
+const isKernel = (f) => kindOf(f) === 'kernel';
+const isE2e = (f) => kindOf(f) === 'e2e';
 let files = explicit.length > 0 ? explicit : walk(join(root, 'test')).sort();
 if (mode === 'unit') files = files.filter((f) => !isKernel(f) && !isE2e(f));
 else if (mode === 'kernel') files = files.filter(isKernel);
@@ -34,6 +59,7 @@ else if (mode !== 'all') {
 // Unit tests first: they are quick and tell the most when something breaks.
 files.sort((a, b) => Number(isKernel(a) || isE2e(a)) - Number(isKernel(b) || isE2e(b)) || (isE2e(a) - isE2e(b)));
 
+if (process.env.LIST_TESTS === "1") { for (const f of files) console.log(kindOf(f), relative(root, f)); process.exit(0); }
 const args = ['--import', 'tsx', '--test', '--test-concurrency=1', ...files.map((f) => relative(root, f))];
 const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
 process.exit(r.status ?? 1);

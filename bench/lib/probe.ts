@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BpfProbe as BpfProbeT } from '../../native/index.js';
+import { defaultBpfObjectPath } from '../../src/paths.js';
 import { choosePeriodicSource, type PeriodicSourceSetting } from '../../src/receiver/ebpf/periodicSource.js';
 
 export type BpfProbe = BpfProbeT;
@@ -24,7 +25,7 @@ const open = new Set<BpfProbe>();
 /** Why kernel benchmarks cannot run here, or undefined. */
 export function kernelUnavailable(): string | undefined {
   if (process.getuid?.() !== 0) return 'needs root (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN)';
-  if (!existsSync(new URL('../../bpf/tcp_probe.bpf.o', import.meta.url))) return 'bpf/tcp_probe.bpf.o missing: run npm run build';
+  if (!existsSync(defaultBpfObjectPath)) return `${defaultBpfObjectPath} missing: run npm run build`;
   if (!existsSync(new URL('../../native/build/Release/kmesh_bpf.node', import.meta.url))) return 'native addon missing: run npm run build';
   return undefined;
 }
@@ -57,11 +58,11 @@ export interface OpenProbeOptions {
 
 /** Loads bpf/tcp_probe.bpf.o (and attaches it at the cgroup-v2 root unless attach: false). */
 export async function openProbe(opts: OpenProbeOptions = {}): Promise<BpfProbe> {
-  const { BpfProbe, defaultObjectPath } = await import('../../native/index.js');
+  const { BpfProbe } = await import('../../native/index.js');
   const tunables: { wakeupBytes: number; ringbufBytes?: number; runTimeStats?: boolean } = { wakeupBytes: opts.wakeupBytes ?? AGENT_WAKEUP_BYTES };
   if (opts.ringbufBytes !== undefined) tunables.ringbufBytes = opts.ringbufBytes;
   if (opts.runTimeStats !== undefined) tunables.runTimeStats = opts.runTimeStats;
-  const probe = new BpfProbe(opts.objectPath ?? defaultObjectPath, tunables);
+  const probe = new BpfProbe(opts.objectPath ?? defaultBpfObjectPath, tunables);
   open.add(probe);
   try {
     probe.load();

@@ -23,10 +23,40 @@ export interface ModuleResult {
   error?: string;
 }
 
+/** One figure of two checkouts measured alternately (bench/sideBySide.ts). */
+export interface SideBySideRow {
+  id: string;
+  title: string;
+  unit: string;
+  /** Runs pooled over every round, per side. */
+  baseRuns: number[];
+  candidateRuns: number[];
+  baseMedian: number;
+  candidateMedian: number;
+  /** candidate / base medians. */
+  ratio: number;
+}
+
+/** A change measured beside the commit before it: same machine, runs alternating between the two checkouts. */
+export interface SideBySide {
+  title: string;
+  /** How both sides were run (the alternation) and merged. */
+  command: string;
+  ranAt: string;
+  machine: MachineInfo;
+  base: string;
+  candidate: string;
+  rounds: number;
+  rows: SideBySideRow[];
+  notes?: string;
+}
+
 export interface Results {
   /** Last time any module was run. */
   updated: string;
   modules: Record<string, ModuleResult>;
+  /** Side-by-side comparisons of a change with its previous commit, newest last (replaced by title). */
+  sideBySide?: SideBySide[];
 }
 
 export function readResults(path: string): Results {
@@ -146,6 +176,25 @@ export function renderMarkdown(r: Results, order: readonly string[]): string {
     }
   }
   lines.push('');
+
+  for (const s of r.sideBySide ?? []) {
+    lines.push(`## Side by side: ${s.title}`, '');
+    lines.push(`- Command: \`${s.command}\``);
+    lines.push(`- Ran: ${s.ranAt}, ${s.rounds} alternating rounds per side`);
+    lines.push(`- Machine: ${describeMachine(s.machine)}`);
+    lines.push(`- Base: ${s.base}; candidate: ${s.candidate}`);
+    if (s.notes) lines.push(`- ${s.notes}`);
+    lines.push('');
+    lines.push('| Figure | Base (median) | Candidate (median) | Candidate / base | Base runs | Candidate runs |');
+    lines.push('|---|---|---|---|---|---|');
+    for (const row of s.rows) {
+      lines.push(
+        `| ${row.title} (\`${row.id}\`) | ${fmt(row.baseMedian)} ${row.unit} | ${fmt(row.candidateMedian)} ${row.unit} | ${row.ratio.toFixed(3)} | ` +
+          `${row.baseRuns.map(fmt).join(', ')} | ${row.candidateRuns.map(fmt).join(', ')} |`,
+      );
+    }
+    lines.push('');
+  }
 
   for (const m of mods) {
     lines.push(`## ${m.title}`, '');

@@ -5,6 +5,8 @@
  * schema (see src/metrics/schema.ts); processors rewrite attributes.
  */
 
+import type { FlowKey } from './flow.js';
+
 /**
  * Attribute keys set by the ebpf receiver. Processors may consume (and delete)
  * the raw address keys; exporters never render keys that their schema does
@@ -36,7 +38,15 @@ export interface FlowValues {
 }
 
 export interface FlowPoint extends FlowValues {
-  /** Attribute key -> value. An absent key means "unknown". */
+  /**
+   * The flow the point aggregates (the receiver's points; interned, so equal
+   * keys are one object). Absent on points that did not come from a flow.
+   */
+  flow?: FlowKey;
+  /**
+   * Attribute key -> value. An absent key means "unknown". From the
+   * receiver: `flow.attributes` itself; processors replace it with labels.
+   */
   attributes: Record<string, string>;
 }
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { agentResource } from '../../src/service/resource.js';
-import { KMESH_FAMILIES } from '../../src/metrics/schema.js';
+import { KMESH_FAMILIES } from '../../src/metrics/schemas/kmesh.js';
 import { composeDir, composeFile, readText } from './expected.js';
 
 interface Target {

@@ -1,3 +1,4 @@
+// test-kind: e2e
 /**
  * Endpoints that hold: 30,000 idle TCP connections to the agent's metrics
  * port (the real CLI, the real kernel probe) used to exhaust its file

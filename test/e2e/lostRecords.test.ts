@@ -1,3 +1,4 @@
+// test-kind: e2e
 /**
  * Loss is never silent, on the real kernel: the agent (the real CLI) is
  * stopped (SIGSTOP) for a moment while a child churns loopback connections,

@@ -1,3 +1,4 @@
+// test-kind: e2e
 /**
  * "A node in a box": two network-namespace pods on a bridge (sleep
  * 10.244.0.17 and httpbin 10.244.0.11, as in the Kmesh example), a fake

@@ -15,11 +15,13 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { RECORD_SIZE, RecordLayout } from '../../src/receiver/ebpf/layout.js';
+import { defaultBpfObjectPath } from '../../src/paths.js';
 import { choosePeriodicSource, type PeriodicSourceSetting } from '../../src/receiver/ebpf/periodicSource.js';
 import { createPodNetwork, killAllPeers, removeStaleNamespaces, type PodNetwork } from './netns.js';
 
 export const CGROUP_ROOT = process.env.KMESH_TEST_CGROUP ?? '/sys/fs/cgroup/unified';
-export const BPF_OBJECT = fileURLToPath(new URL('../../bpf/tcp_probe.bpf.o', import.meta.url));
+/** The product's BPF object, from the one place its path is built. */
+export const BPF_OBJECT = defaultBpfObjectPath;
 export const ADDON = fileURLToPath(new URL('../../native/build/Release/kmesh_bpf.node', import.meta.url));
 export const NATIVE_INDEX = fileURLToPath(new URL('../../native/index.js', import.meta.url));
 

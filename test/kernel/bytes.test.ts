@@ -1,3 +1,4 @@
+// test-kind: kernel
 /**
  * Exact payload bytes and tuples, on both sockets of real connections:
  * loopback and pod namespaces, IPv4 and IPv6. A client writes N bytes, the

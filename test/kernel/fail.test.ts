@@ -1,3 +1,4 @@
+// test-kind: kernel
 /**
  * Failed active opens: SYN_SENT -> CLOSE is seen because the state callback
  * is enabled at TCP_CONNECT_CB, and sk_err carries the reason.

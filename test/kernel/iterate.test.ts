@@ -1,3 +1,4 @@
+// test-kind: kernel
 /**
  * Long-lived connections: the conn_state iterator reports running totals for
  * idle established connections (no traffic, no ringbuf record), on both

@@ -1,3 +1,4 @@
+// test-kind: kernel
 /**
  * Attach/detach hygiene: bpf_links only, nothing pinned, nothing left behind
  * after close() or after the attaching process is killed; a process that

@@ -1,3 +1,4 @@
+// test-kind: kernel
 /**
  * Every periodic-report source reports the same running totals of
  * long-lived connections between two test "pods" (network namespaces):

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { duration } from '../../config/types.js';
-import { SCHEMA_NAMES } from '../../metrics/schema.js';
+import { SCHEMA_NAMES } from '../../metrics/schemas/registry.js';
 import { DEFAULT_MAX_SERIES_PER_FAMILY, DEFAULT_SERIES_TTL_MS } from '../../metrics/SeriesStore.js';
 
 /**

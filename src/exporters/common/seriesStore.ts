@@ -5,7 +5,7 @@
  * reporting its overflow and series count under the exporter's id.
  */
 import type { CreateSettings } from '../../component/component.js';
-import { schemaByName } from '../../metrics/schema.js';
+import { schemaByName } from '../../metrics/schemas/registry.js';
 import { SeriesStore } from '../../metrics/SeriesStore.js';
 import type { MetricsStoreConfig } from './metricsConfig.js';
 

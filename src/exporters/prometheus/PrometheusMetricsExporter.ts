@@ -9,7 +9,7 @@ import { createBoundedServer } from '../../config/httpServer.js';
 import { splitHostPort } from '../../config/types.js';
 import type { MetricsBatch } from '../../model/metrics.js';
 import { labelPairs } from '../../metrics/labelText.js';
-import { schemaByName } from '../../metrics/schema.js';
+import { schemaByName } from '../../metrics/schemas/registry.js';
 import type { SeriesStore } from '../../metrics/SeriesStore.js';
 import { exporterSeriesStore } from '../common/seriesStore.js';
 import type { PrometheusConfig } from './config.js';

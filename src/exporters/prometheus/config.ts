@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { httpServerKeys } from '../../config/httpServer.js';
 import { duration } from '../../config/types.js';
-import { schemaByName } from '../../metrics/schema.js';
+import { schemaByName } from '../../metrics/schemas/registry.js';
 import { DEFAULT_SERIES_TTL_MS } from '../../metrics/SeriesStore.js';
 import { metricsStoreKeys } from '../common/metricsConfig.js';
 

@@ -1,16 +1,18 @@
 /**
- * Memoises the Istio label block per raw key, for the processor's per-point
+ * Memoises the Istio label block per flow key, for the processor's per-point
  * hot path.
  */
+import type { FlowKey } from '../../model/flow.js';
+import { Label } from '../../model/labels.js';
 import { RawAttr } from '../../model/metrics.js';
-import { IstioAttr, labelBlock, onlyRawKeys, withExtraAttributes, type LabelOptions } from './istioLabels.js';
+import { labelBlock, withExtraAttributes, type LabelOptions } from './istioLabels.js';
 import type { MetadataIndex } from './MetadataIndex.js';
 
-/** Default bound on cached label blocks (each ~0.4 KB with its key: ~6 MB when full). */
+/** Default bound on cached label blocks (each ~0.4 KB: ~6 MB when full). */
 export const DEFAULT_ATTRIBUTE_CACHE_SIZE = 16_384;
 
 /** Every key a label block can hold, in a fixed order. */
-const BLOCK_KEYS: readonly string[] = [RawAttr.direction, ...Object.values(IstioAttr)];
+const BLOCK_KEYS: readonly string[] = [RawAttr.direction, ...Object.values(Label)];
 const BLOCK_KEY_SET: ReadonlySet<string> = new Set(BLOCK_KEYS);
 
 /**
@@ -23,14 +25,9 @@ export interface LabelSet {
   readonly block: Readonly<Record<string, string>>;
 }
 
-/** One raw key's label set. */
+/** One flow key's label set. */
 export interface LabelEntry {
-  readonly direction: string | undefined;
-  readonly dstPort: string | undefined;
-  readonly origAddr: string | undefined;
-  readonly origPort: string | undefined;
-  readonly failure: string | undefined;
-  /** What {@link istioAttributes} returns for these raw attributes. Shared: never mutate, never hand out (copy it). */
+  /** What {@link istioAttributes} returns for the key. Shared: never mutate, never hand out (copy it). */
   readonly block: Readonly<Record<string, string>>;
   /** The label set of `block`: shared by every entry of equal content. */
   readonly set: LabelSet;
@@ -49,31 +46,28 @@ function canonicalKey(o: Readonly<Record<string, string>>): string | undefined {
 }
 
 /**
- * The label block ({@link labelBlock}) of each raw key — source address,
- * destination address and port, original destination address and port,
- * direction, failure reason — computed once and copied into each point.
+ * The label block ({@link labelBlock}) of each {@link FlowKey}, computed once
+ * and shared by every point of that key.
  *
- * - Lookup: destination address -> source address -> a short list matched
- *   on the other five values. Nested maps on the point's own strings, not a
- *   concatenated key: hashing a fresh joined string per point cost more
- *   than computing the labels.
- * - Invalidation: a block depends only on its raw key, the options and the
+ * - Lookup: one Map lookup by the key object. The receiver interns keys (equal
+ *   keys are one object, flush after flush), so nothing is hashed but an
+ *   object identity; a key that is equal but not the same object (a copy)
+ *   gets an entry of its own, with the same block content.
+ * - Invalidation: a block depends only on its key, the options and the
  *   index, so the whole cache is dropped when {@link MetadataIndex.version}
  *   moves (any pod, service, namespace or job added, changed, deleted or
  *   swept; a pod update that changes none of the fields kept is no change).
  * - Bounded: at most `capacity` blocks; inserting into a full cache drops
  *   it all first (counted in `evictions`).
  * - Ownership: blocks never leave the cache; {@link attributes} returns a
- *   new object (a spread of the block) on every call, which the caller
- *   owns and may mutate.
+ *   new object on every call, which the caller owns and may mutate.
  *
  * Results equal {@link istioAttributes}'s, key order included.
  */
 export class IstioAttributeCache {
-  private readonly byDst = new Map<string | undefined, Map<string | undefined, LabelEntry[]>>();
+  private readonly byKey = new Map<FlowKey, LabelEntry>();
   /** Canonical key -> the one LabelSet of that content. */
   private readonly sets = new Map<string, LabelSet>();
-  private count = 0;
   private version: number;
   /** Lookups answered from the cache / computed (benchmarks, tests). */
   hits = 0;
@@ -93,82 +87,45 @@ export class IstioAttributeCache {
 
   /** Blocks held now. */
   get size(): number {
-    return this.count;
-  }
-
-  /** `istioAttributes(attrs, index, opts)`, memoised. Returns a new object on every call. */
-  attributes(attrs: Readonly<Record<string, string>>): Record<string, string> {
-    const e = this.lookup(attrs);
-    if (onlyRawKeys(attrs, e.direction, attrs[RawAttr.sourceAddress], attrs[RawAttr.destinationAddress], e.dstPort, e.origAddr, e.origPort, e.failure)) {
-      return { ...e.block };
-    }
-    return withExtraAttributes(attrs, e.block);
+    return this.byKey.size;
   }
 
   /**
-   * The entry for a point holding nothing but raw keys (the receiver's
-   * points), else undefined (use {@link attributes}). The block is shared:
-   * copy it before handing it on.
+   * `istioAttributes(flow, index, opts, attrs)`, memoised: `attrs` are a
+   * point's attributes (by default the flow's own). Returns a new object on
+   * every call.
    */
-  entry(attrs: Readonly<Record<string, string>>): LabelEntry | undefined {
-    const e = this.lookup(attrs);
-    return onlyRawKeys(attrs, e.direction, attrs[RawAttr.sourceAddress], attrs[RawAttr.destinationAddress], e.dstPort, e.origAddr, e.origPort, e.failure)
-      ? e
-      : undefined;
+  attributes(flow: FlowKey, attrs: Readonly<Record<string, string>> = flow.attributes): Record<string, string> {
+    const e = this.entry(flow);
+    return attrs === flow.attributes ? { ...e.block } : withExtraAttributes(attrs, e.block);
   }
 
-  private lookup(attrs: Readonly<Record<string, string>>): LabelEntry {
+  /** The flow's entry. The block is shared: copy it before handing it on to a consumer that mutates. */
+  entry(flow: FlowKey): LabelEntry {
     const v = this.index.version;
     if (v !== this.version) {
-      if (this.count > 0) this.invalidations++;
+      if (this.byKey.size > 0) this.invalidations++;
       this.drop();
       this.version = v;
     }
-    const direction = attrs[RawAttr.direction];
-    const srcAddr = attrs[RawAttr.sourceAddress];
-    const dstAddr = attrs[RawAttr.destinationAddress];
-    const dstPort = attrs[RawAttr.destinationPort];
-    const origAddr = attrs[RawAttr.originalDestinationAddress];
-    const origPort = attrs[RawAttr.originalDestinationPort];
-    const failure = attrs[RawAttr.failureReason];
-    let bySrc = this.byDst.get(dstAddr);
-    let list = bySrc?.get(srcAddr);
-    if (list !== undefined) {
-      for (let i = 0; i < list.length; i++) {
-        const e = list[i]!;
-        if (
-          e.dstPort === dstPort &&
-          e.direction === direction &&
-          e.origAddr === origAddr &&
-          e.origPort === origPort &&
-          e.failure === failure
-        ) {
-          this.hits++;
-          return e;
-        }
-      }
+    let e = this.byKey.get(flow);
+    if (e !== undefined) {
+      this.hits++;
+      return e;
     }
     this.misses++;
     // Blocks are handed downstream as points' attributes (shared, see
     // processMetrics); consumers must not write to them (mutatesData). Not
     // frozen: V8 copies a frozen object's spread (`{ ...block }`, the logs
     // and extra-attribute paths) about 4x slower.
-    const block = labelBlock(direction, srcAddr, dstAddr, dstPort, origAddr, origPort, failure, this.index, this.opts);
-    const entry: LabelEntry = { direction, dstPort, origAddr, origPort, failure, block, set: this.intern(block) };
-    if (this.count >= this.capacity) {
+    const block = labelBlock(flow, this.index, this.opts);
+    e = { block, set: this.intern(block) };
+    if (this.byKey.size >= this.capacity) {
       this.evictions++;
       this.drop();
-      bySrc = undefined;
-      list = undefined;
     }
-    if (bySrc === undefined) {
-      bySrc = new Map();
-      this.byDst.set(dstAddr, bySrc);
-    }
-    if (list === undefined) bySrc.set(srcAddr, [entry]);
-    else list.push(entry);
-    this.count++;
-    return entry;
+    this.byKey.set(flow, e);
+    return e;
   }
 
   /**
@@ -196,9 +153,8 @@ export class IstioAttributeCache {
 
   /** Drops every block. */
   drop(): void {
-    this.byDst.clear();
+    this.byKey.clear();
     this.sets.clear();
-    this.count = 0;
   }
 }
 

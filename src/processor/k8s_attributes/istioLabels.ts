@@ -1,43 +1,16 @@
 /**
- * The pure mapping from raw connection attributes (addresses, port,
- * direction, failure reason) to the Istio label set, given a
- * {@link MetadataIndex}. No I/O, no clock: table-tested directly.
+ * The pure mapping from a {@link FlowKey} (addresses, port, direction,
+ * failure reason) to the Istio label set, given a {@link MetadataIndex}.
+ * No I/O, no clock: table-tested directly. Label names come from the one
+ * vocabulary, src/model/labels.ts.
  */
-import { RawAttr } from '../../model/metrics.js';
 import type { ConnectionEvent, FailureReason } from '../../model/connection.js';
+import type { FlowKey } from '../../model/flow.js';
+import { REQUEST_PROTOCOL, reporterFor } from '../../model/labels.js';
 import { LogAttr } from '../../model/logs.js';
+import { RawAttr } from '../../model/metrics.js';
 import type { K8sAttributesConfig, MeshConfig } from './config.js';
 import type { MetadataIndex, PodRecord, ServiceRecord } from './MetadataIndex.js';
-
-/** The 23 workload labels and the 3 service labels (DESIGN.md, Kmesh schema), as attribute keys. */
-export const IstioAttr = {
-  reporter: 'reporter',
-  sourceWorkload: 'source_workload',
-  sourceCanonicalService: 'source_canonical_service',
-  sourceCanonicalRevision: 'source_canonical_revision',
-  sourceWorkloadNamespace: 'source_workload_namespace',
-  sourcePrincipal: 'source_principal',
-  sourceApp: 'source_app',
-  sourceVersion: 'source_version',
-  sourceCluster: 'source_cluster',
-  destinationPodAddress: 'destination_pod_address',
-  destinationPodNamespace: 'destination_pod_namespace',
-  destinationPodName: 'destination_pod_name',
-  destinationWorkload: 'destination_workload',
-  destinationCanonicalService: 'destination_canonical_service',
-  destinationCanonicalRevision: 'destination_canonical_revision',
-  destinationWorkloadNamespace: 'destination_workload_namespace',
-  destinationPrincipal: 'destination_principal',
-  destinationApp: 'destination_app',
-  destinationVersion: 'destination_version',
-  destinationCluster: 'destination_cluster',
-  requestProtocol: 'request_protocol',
-  responseFlags: 'response_flags',
-  connectionSecurityPolicy: 'connection_security_policy',
-  destinationService: 'destination_service',
-  destinationServiceNamespace: 'destination_service_namespace',
-  destinationServiceName: 'destination_service_name',
-} as const;
 
 /**
  * Envoy response flag per connect failure. Envoy marks every failed
@@ -214,25 +187,20 @@ export function resolvePeers(
   return { source, destination, service };
 }
 
-function portOf(text: string | undefined): number {
-  if (text === undefined) return 0;
-  const n = Number(text);
-  return Number.isInteger(n) && n > 0 && n < 65536 ? n : 0;
-}
-
 /** `name.namespace.svc.<cluster_domain>` */
 export function serviceFqdn(s: ServiceRecord, opts: LabelOptions): string {
   return `${s.name}.${s.namespace}.svc.${opts.clusterDomain}`;
 }
 
 /**
- * Maps one metric point's attributes onto the Istio label set. Returns a new
- * attribute map: every label that can be known is set, unknown ones are
- * absent (the exporter's schema renders `-`/`unknown`), the raw address,
- * port and failure keys are removed, and any other attribute is kept.
+ * Maps one flow onto the Istio label set. Returns a new attribute map:
+ * every label that can be known is set, unknown ones are absent (the
+ * exporter's schema renders `-`/`unknown`), and the flow's raw keys are
+ * not carried over; `attrs`' other attributes (a point's attributes beside
+ * its flow's, e.g. from another processor) are kept.
  *
- * - `reporter`: `destination` for INBOUND, `source` for OUTBOUND;
- * - `request_protocol`: `tcp`;
+ * - `reporter`: {@link reporterFor} the direction;
+ * - `request_protocol`: {@link REQUEST_PROTOCOL};
  * - `response_flags`: `-`, or {@link RESPONSE_FLAG_BY_FAILURE} for a failed connect;
  * - source/destination identities from the pods at the addresses;
  * - `destination_pod_address`: the destination address only when it is a
@@ -246,91 +214,44 @@ export function serviceFqdn(s: ServiceRecord, opts: LabelOptions): string {
  * returns equal maps.
  */
 export function istioAttributes(
-  attrs: Readonly<Record<string, string>>,
+  flow: FlowKey,
   index: MetadataIndex,
   opts: LabelOptions,
+  attrs: Readonly<Record<string, string>> = flow.attributes,
 ): Record<string, string> {
-  const direction = attrs[RawAttr.direction];
-  const srcAddr = attrs[RawAttr.sourceAddress];
-  const dstAddr = attrs[RawAttr.destinationAddress];
-  const dstPort = attrs[RawAttr.destinationPort];
-  const origAddr = attrs[RawAttr.originalDestinationAddress];
-  const origPort = attrs[RawAttr.originalDestinationPort];
-  const failure = attrs[RawAttr.failureReason];
-  if (onlyRawKeys(attrs, direction, srcAddr, dstAddr, dstPort, origAddr, origPort, failure)) {
-    return labelBlock(direction, srcAddr, dstAddr, dstPort, origAddr, origPort, failure, index, opts);
-  }
-  return withExtraAttributes(attrs, labelBlock(direction, srcAddr, dstAddr, dstPort, origAddr, origPort, failure, index, opts));
+  const block = labelBlock(flow, index, opts);
+  return attrs === flow.attributes ? block : withExtraAttributes(attrs, block);
 }
 
 /**
- * True when `attrs` holds nothing but the raw keys read (all defined), as
- * the receiver's points do: then the result is the label block alone. (Each
- * defined raw key is one enumerated key, so equal counts mean no other key.)
- */
-export function onlyRawKeys(
-  attrs: Readonly<Record<string, string>>,
-  direction: string | undefined,
-  srcAddr: string | undefined,
-  dstAddr: string | undefined,
-  dstPort: string | undefined,
-  origAddr: string | undefined,
-  origPort: string | undefined,
-  failure: string | undefined,
-): boolean {
-  let n = 0;
-  for (const _ in attrs) n++;
-  const defined =
-    (direction !== undefined ? 1 : 0) +
-    (srcAddr !== undefined ? 1 : 0) +
-    (dstAddr !== undefined ? 1 : 0) +
-    (dstPort !== undefined ? 1 : 0) +
-    (origAddr !== undefined ? 1 : 0) +
-    (origPort !== undefined ? 1 : 0) +
-    (failure !== undefined ? 1 : 0);
-  return n === defined;
-}
-
-/**
- * The general case: the point's other attributes first (input order,
- * consumed keys dropped), then the block's labels (its `direction`, copied
- * from the same input, is already there).
+ * The general case: the point's other attributes first (input order, the
+ * flow's raw keys dropped), then the block's labels (its `direction` is
+ * already there when the input had one).
  */
 export function withExtraAttributes(attrs: Readonly<Record<string, string>>, block: Readonly<Record<string, string>>): Record<string, string> {
   const out: Record<string, string> = {};
   for (const k in attrs) if (!CONSUMED_KEYS.has(k)) out[k] = attrs[k]!;
-  for (const k in block) if (k !== RawAttr.direction) out[k] = block[k]!;
+  for (const k in block) if (k !== RawAttr.direction || !(k in out)) out[k] = block[k]!;
   return out;
 }
 
 /**
- * The label block of one raw key: exactly what {@link istioAttributes}
- * returns for a point carrying only these raw attributes (`direction` first,
- * then the labels in a fixed order). Written with named property stores, so
- * the object keeps fast properties: V8 turns an object into a slow
- * dictionary after ~16 properties added through computed (`o[k] = v`) keys,
- * which made every point's map slow to build and to read downstream.
+ * The label block of one flow: exactly what {@link istioAttributes} returns
+ * for a point carrying only the flow's attributes (`direction` first, then
+ * the labels in a fixed order). Written with named property stores, so the
+ * object keeps fast properties: V8 turns an object into a slow dictionary
+ * after ~16 properties added through computed (`o[k] = v`) keys, which made
+ * every point's map slow to build and to read downstream.
  */
-export function labelBlock(
-  direction: string | undefined,
-  srcAddr: string | undefined,
-  dstAddr: string | undefined,
-  dstPortText: string | undefined,
-  origAddr: string | undefined,
-  origPortText: string | undefined,
-  failure: string | undefined,
-  index: MetadataIndex,
-  opts: LabelOptions,
-): Record<string, string> {
+export function labelBlock(flow: FlowKey, index: MetadataIndex, opts: LabelOptions): Record<string, string> {
+  const { direction, srcAddr, dstAddr, failure } = flow;
   const out: Record<string, string> = {};
-  if (direction !== undefined) out.direction = direction;
-  if (direction === 'INBOUND') out.reporter = 'destination';
-  else if (direction === 'OUTBOUND') out.reporter = 'source';
-  out.request_protocol = 'tcp';
-  out.response_flags =
-    failure === undefined ? '-' : (RESPONSE_FLAG_BY_FAILURE[failure as FailureReason] ?? RESPONSE_FLAG_BY_FAILURE.other);
+  out.direction = direction;
+  out.reporter = reporterFor(direction);
+  out.request_protocol = REQUEST_PROTOCOL;
+  out.response_flags = failure === undefined ? '-' : (RESPONSE_FLAG_BY_FAILURE[failure] ?? RESPONSE_FLAG_BY_FAILURE.other);
 
-  const peers = resolvePeers(index, srcAddr, dstAddr, portOf(dstPortText), origAddr, portOf(origPortText));
+  const peers = resolvePeers(index, srcAddr, dstAddr, flow.dstPort, flow.origDstAddr, flow.origDstPort ?? 0);
 
   let srcId: PodIdentity | undefined;
   if (peers.source !== undefined) {
@@ -350,7 +271,7 @@ export function labelBlock(
   if (peers.destination !== undefined) {
     const p = peers.destination;
     dstId = podIdentity(p, index, opts);
-    out.destination_pod_address = dstAddr!;
+    out.destination_pod_address = dstAddr;
     out.destination_pod_namespace = p.namespace;
     out.destination_pod_name = p.name;
     out.destination_workload = dstId.workload;
@@ -361,7 +282,7 @@ export function labelBlock(
     out.destination_version = dstId.canonicalRevision;
     if (dstId.principal !== undefined) out.destination_principal = dstId.principal;
     out.destination_cluster = opts.clusterName;
-  } else if (opts.unknownPeer === 'destination_address' && dstAddr !== undefined && peers.service === undefined) {
+  } else if (opts.unknownPeer === 'destination_address' && peers.service === undefined) {
     out.destination_pod_address = dstAddr;
   }
 

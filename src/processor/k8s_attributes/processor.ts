@@ -4,14 +4,14 @@
  */
 import type { LogsBatch } from '../../model/logs.js';
 import { addFlowValues, attributesKey, type FlowPoint, type MetricsBatch } from '../../model/metrics.js';
-import { attributeCacheFor, type IstioAttributeCache, type LabelSet } from './attributeCache.js';
+import { attributeCacheFor, type IstioAttributeCache, type LabelEntry, type LabelSet } from './attributeCache.js';
 import { logAttributes, type LabelOptions } from './istioLabels.js';
 import type { MetadataIndex } from './MetadataIndex.js';
 
 /**
  * Maps every point onto the Istio label set, then merges points whose label
  * sets became equal (e.g. many client addresses of one workload). The input
- * batch is not modified. Label blocks are memoised per raw key in `cache`
+ * batch is not modified. Label blocks are memoised per flow key in `cache`
  * (by default the one shared by this index and options).
  *
  * Same result as mapping every point and then `reaggregate()`: the first
@@ -39,18 +39,21 @@ export function processMetrics(
   const points = batch.points;
   for (let i = 0; i < points.length; i++) {
     const p = points[i]!;
-    const e = cache.entry(p.attributes);
+    const flow = p.flow;
+    let e: LabelEntry | undefined;
     let set: LabelSet | undefined;
     let attributes: Record<string, string> | undefined;
     let key: string | undefined;
     let existing: FlowPoint | undefined;
-    if (e !== undefined) {
+    if (flow !== undefined && p.attributes === flow.attributes) {
+      // The receiver's points: the flow's label block as is.
+      e = cache.entry(flow);
       set = e.set;
       existing = bySet.get(set);
     } else {
-      attributes = cache.attributes(p.attributes);
-      const copy = { ...attributes };
-      set = cache.labelSetOf(copy);
+      // Extra attributes beside the flow's (or no flow: nothing to map, kept as they are).
+      attributes = flow !== undefined ? cache.attributes(flow, p.attributes) : p.attributes;
+      set = flow !== undefined ? cache.labelSetOf({ ...attributes }) : undefined;
       if (set !== undefined) existing = bySet.get(set);
       else existing = (byKey ??= new Map()).get((key = attributesKey(attributes)));
     }

@@ -1,11 +1,11 @@
 /**
  * Per-flush aggregation of connection events into {@link FlowPoint}s keyed by
- * (source address, destination address, destination port, original
- * destination, direction, failure reason). Source ports are dropped: they are
- * ephemeral and would make one series per connection.
+ * their interned {@link FlowKey} (source address, destination address,
+ * destination port, original destination, direction, failure reason).
  */
 import type { ConnectionEvent, FailureReason } from '../../model/connection.js';
-import { emptyFlowValues, RawAttr, type FlowPoint } from '../../model/metrics.js';
+import { newFlowKey, type FlowKey } from '../../model/flow.js';
+import { emptyFlowValues, type FlowPoint } from '../../model/metrics.js';
 import type { ConnectionDelta } from './ConnectionTable.js';
 
 /**
@@ -29,22 +29,50 @@ const FAILURE_INDEX: Record<FailureReason, number> = {
   other: 6,
 };
 
+/** Default bound on interned flow keys (~0.35 KB each with its attributes: ~6 MB when full), the label cache's size too. */
+export const DEFAULT_MAX_FLOW_KEYS = 16_384;
+
+/** An interned key and its point in the current flush. */
+interface FlowSlot {
+  readonly key: FlowKey;
+  point: FlowPoint | undefined;
+}
+
 /**
  * Keying: nested Maps source -> destination -> (port | direction | failure
- * packed into one small integer). Address strings come from the decoder's
- * cache, so their hashes are computed once; this measured ~8x faster than
- * looking up a concatenated string key (which must be flattened and hashed
- * per record). Events with an original destination (rare: the BPF side
- * cannot see pre-DNAT addresses yet) take a concatenated-key map.
+ * packed into one small integer), leading to the flow's slot: its interned
+ * {@link FlowKey} and its point in the current flush. Address strings come
+ * from the decoder's cache, so their hashes are computed once; this measured
+ * ~8x faster than looking up a concatenated string key (which must be
+ * flattened and hashed per record). Events with an original destination
+ * (rare: the BPF side cannot see pre-DNAT addresses yet) take a
+ * concatenated-key map.
+ *
+ * Interning: slots outlive flushes, so a flow seen again gets the same key
+ * object (and the same attributes object), flush after flush; downstream
+ * caches (the k8s_attributes label cache, the exporters' series stores)
+ * then hit by identity. Bounded: past `maxKeys` distinct keys, the table is
+ * dropped at the next flush and rebuilt from the flows that come back.
  */
 export class FlowAggregator {
-  private byAddress = new Map<string, Map<string, Map<number, FlowPoint>>>();
-  private withOrigDst = new Map<string, FlowPoint>();
+  private byAddress = new Map<string, Map<string, Map<number, FlowSlot>>>();
+  private withOrigDst = new Map<string, FlowSlot>();
+  /** Keys interned since the table was last dropped. */
+  private interned = 0;
   private points: FlowPoint[] = [];
+  /** Slots holding a point of the current flush. */
+  private touched: FlowSlot[] = [];
 
-  /** Number of distinct attribute sets since the last {@link flush}. */
+  constructor(readonly maxKeys: number = DEFAULT_MAX_FLOW_KEYS) {}
+
+  /** Number of distinct flows since the last {@link flush}. */
   get size(): number {
     return this.points.length;
+  }
+
+  /** Number of interned keys. */
+  get keys(): number {
+    return this.interned;
   }
 
   /**
@@ -56,7 +84,15 @@ export class FlowAggregator {
    *   report -> deltas and an RTT sample
    */
   add(e: FlowInput, delta: ConnectionDelta): void {
-    const p = this.pointFor(e);
+    const slot = this.slotFor(e);
+    let p = slot.point;
+    if (p === undefined) {
+      // Once per flow per flush, not per record.
+      p = { flow: slot.key, attributes: slot.key.attributes as Record<string, string>, ...emptyFlowValues() };
+      slot.point = p;
+      this.points.push(p);
+      this.touched.push(slot);
+    }
     switch (e.kind) {
       case 'fail':
         p.failed++;
@@ -84,13 +120,19 @@ export class FlowAggregator {
     if (this.points.length === 0) return [];
     const out = this.points;
     this.points = [];
-    this.byAddress = new Map();
-    if (this.withOrigDst.size > 0) this.withOrigDst = new Map();
+    const touched = this.touched;
+    for (let i = 0; i < touched.length; i++) touched[i]!.point = undefined;
+    this.touched = [];
+    if (this.interned > this.maxKeys) {
+      this.byAddress = new Map();
+      this.withOrigDst = new Map();
+      this.interned = 0;
+    }
     return out;
   }
 
-  private pointFor(e: FlowInput): FlowPoint {
-    if (e.origDstAddr !== undefined || e.origDstPort !== undefined) return this.pointWithOrigDst(e);
+  private slotFor(e: FlowInput): FlowSlot {
+    if (e.origDstAddr !== undefined || e.origDstPort !== undefined) return this.slotWithOrigDst(e);
     let byDst = this.byAddress.get(e.srcAddr);
     if (byDst === undefined) {
       byDst = new Map();
@@ -102,15 +144,15 @@ export class FlowAggregator {
       byDst.set(e.dstAddr, byRest);
     }
     const rest = e.dstPort | (e.direction === 'INBOUND' ? 1 << 16 : 0) | ((e.failure === undefined ? 0 : FAILURE_INDEX[e.failure]) << 17);
-    let p = byRest.get(rest);
-    if (p === undefined) {
-      p = this.newPoint(e);
-      byRest.set(rest, p);
+    let s = byRest.get(rest);
+    if (s === undefined) {
+      s = this.newSlot(e);
+      byRest.set(rest, s);
     }
-    return p;
+    return s;
   }
 
-  private pointWithOrigDst(e: FlowInput): FlowPoint {
+  private slotWithOrigDst(e: FlowInput): FlowSlot {
     // No field can contain a space.
     const key =
       e.srcAddr +
@@ -126,27 +168,27 @@ export class FlowAggregator {
       e.direction +
       ' ' +
       (e.failure ?? '');
-    let p = this.withOrigDst.get(key);
-    if (p === undefined) {
-      p = this.newPoint(e);
-      this.withOrigDst.set(key, p);
+    let s = this.withOrigDst.get(key);
+    if (s === undefined) {
+      s = this.newSlot(e);
+      this.withOrigDst.set(key, s);
     }
-    return p;
+    return s;
   }
 
-  private newPoint(e: FlowInput): FlowPoint {
-    const attributes: Record<string, string> = {
-      [RawAttr.direction]: e.direction,
-      [RawAttr.sourceAddress]: e.srcAddr,
-      [RawAttr.destinationAddress]: e.dstAddr,
-      [RawAttr.destinationPort]: String(e.dstPort),
+  private newSlot(e: FlowInput): FlowSlot {
+    this.interned++;
+    return {
+      key: newFlowKey({
+        direction: e.direction,
+        srcAddr: e.srcAddr,
+        dstAddr: e.dstAddr,
+        dstPort: e.dstPort,
+        origDstAddr: e.origDstAddr,
+        origDstPort: e.origDstPort,
+        failure: e.failure,
+      }),
+      point: undefined,
     };
-    if (e.origDstAddr !== undefined) attributes[RawAttr.originalDestinationAddress] = e.origDstAddr;
-    if (e.origDstPort !== undefined) attributes[RawAttr.originalDestinationPort] = String(e.origDstPort);
-    if (e.failure !== undefined) attributes[RawAttr.failureReason] = e.failure;
-    // Once per new flow per flush, not per record.
-    const p: FlowPoint = { attributes, ...emptyFlowValues() };
-    this.points.push(p);
-    return p;
   }
 }

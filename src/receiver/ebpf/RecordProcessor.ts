@@ -76,7 +76,7 @@ export class RecordProcessor {
     const whole = wholeRecordsLength(buf, this.stats);
     const { ctx, record: r, table: t, delta: d, kinds, stats, aggregator } = this;
     const { wantMetrics, wantLogs, logPeriodicReports } = this.options;
-    // The decode loop of decodeBatch, inlined: no callback and no event object per record.
+    // The one decode loop: no callback and no event object per record (only log entries get one).
     for (let off = 0; off < whole; off += RECORD_SIZE) {
       const err = decodeInto(view, off, ctx, r);
       if (err !== undefined) {

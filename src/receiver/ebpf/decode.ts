@@ -49,7 +49,7 @@ const TWO_32 = 4294967296;
 /** Why a record was skipped. */
 export type DecodeError = 'truncated' | 'unknown_kind' | 'unknown_direction' | 'unknown_family';
 
-/** Running counts kept by {@link decodeBatch}; the receiver turns them into self-metrics. */
+/** Running counts kept by the decode loop (RecordProcessor.process); the receiver turns them into self-metrics. */
 export interface DecodeStats {
   /** Records decoded and handed on. */
   decoded: number;
@@ -73,12 +73,6 @@ export function decodeErrors(s: DecodeStats): number {
 export interface DecodeContext {
   clock: MonotonicClock;
   ipv4: IPv4TextCache;
-}
-
-let defaultContext: DecodeContext | undefined;
-function getDefaultContext(): DecodeContext {
-  defaultContext ??= { clock: sharedClock(), ipv4: new IPv4TextCache() };
-  return defaultContext;
 }
 
 export function newDecodeContext(clock: MonotonicClock = sharedClock()): DecodeContext {
@@ -211,18 +205,6 @@ export function eventFromRecord(view: DataView, offset: number, ctx: DecodeConte
   };
 }
 
-/** decodeRecord's scratch: decoding is synchronous and calls out to nothing, so one per module is safe. */
-const scratch = new DecodedRecord();
-
-/**
- * Decodes the record at `offset`. Returns a fresh event, or why it was
- * skipped. Never throws (a record running past the end is `truncated`).
- */
-export function decodeRecord(view: DataView, offset: number, ctx: DecodeContext = getDefaultContext()): ConnectionEvent | DecodeError {
-  const err = decodeInto(view, offset, ctx, scratch);
-  return err !== undefined ? err : eventFromRecord(view, offset, ctx, scratch);
-}
-
 /**
  * The byte length of the whole records in `buf`; a length that is not a
  * multiple of the record size counts once as `truncated` (the trailing bytes
@@ -232,36 +214,6 @@ export function wholeRecordsLength(buf: Uint8Array, stats: DecodeStats): number 
   const whole = buf.byteLength - (buf.byteLength % RECORD_SIZE);
   if (whole !== buf.byteLength) stats.truncated++;
   return whole;
-}
-
-/**
- * Decodes every whole record in `buf` and calls `onRecord` for each good one.
- * A length that is not a multiple of the record size counts once as
- * `truncated` and the trailing bytes are skipped; bad records are counted by
- * reason and skipped. Never throws (unless `onRecord` does). Returns the
- * number of records handed to `onRecord`.
- */
-export function decodeBatch(
-  buf: Uint8Array,
-  onRecord: (event: ConnectionEvent) => void,
-  stats: DecodeStats,
-  ctx: DecodeContext = getDefaultContext(),
-): number {
-  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const whole = wholeRecordsLength(buf, stats);
-  const r = new DecodedRecord();
-  let handed = 0;
-  for (let off = 0; off < whole; off += RECORD_SIZE) {
-    const err = decodeInto(view, off, ctx, r);
-    if (err !== undefined) {
-      countDecodeError(stats, err);
-      continue;
-    }
-    stats.decoded++;
-    handed++;
-    onRecord(eventFromRecord(view, off, ctx, r));
-  }
-  return handed;
 }
 
 /** Counts a skipped record by reason. */

@@ -16,7 +16,7 @@ import { LoggerProvider, type LogRecordProcessor, type ReadableLogRecord } from 
 import { toCollectionResult } from '../../../src/exporters/common/sdkMetrics.js';
 import { AccessLogEncoder, LOG_RECORD_ATTRIBUTE_COUNT_LIMIT } from '../../../src/exporters/otlp/encoding/LogsEncoder.js';
 import { hrTimeBits, MetricsEncoder } from '../../../src/exporters/otlp/encoding/MetricsEncoder.js';
-import { schemaByName } from '../../../src/metrics/schema.js';
+import { schemaByName } from '../../../src/metrics/schemas/registry.js';
 import { SeriesStore } from '../../../src/metrics/SeriesStore.js';
 import { SelfTelemetry } from '../../../src/telemetry/SelfTelemetry.js';
 import { toLogRecord } from '../../../src/exporters/otlp/logRecord.js';

@@ -9,6 +9,7 @@ import { MetadataIndex } from '../../../src/processor/k8s_attributes/MetadataInd
 import { namespaceMeta, podMeta, serviceMeta } from '../../../src/processor/k8s_attributes/objects.js';
 import { processMetrics } from '../../../src/processor/k8s_attributes/processor.js';
 import { namespace, pod, service, type PodSpec, type ServiceSpec } from './fixtures.js';
+import { flowKeyOf, rawPoint } from '../../helpers/flowPoints.js';
 
 const T0 = 1_000_000;
 const opts = labelOptions(createDefaultConfig());
@@ -75,13 +76,13 @@ describe('IstioAttributeCache', () => {
   it('returns what istioAttributes does (key order too), a new object every time, from one computation', () => {
     const ix = cluster();
     const cache = new IstioAttributeCache(ix, opts);
-    const a = cache.attributes(point());
-    const b = cache.attributes(point());
+    const a = cache.attributes(flowKeyOf(point()));
+    const b = cache.attributes(flowKeyOf(point()));
     assert.deepEqual(a, EXPECTED);
-    assert.deepEqual(Object.keys(a), Object.keys(istioAttributes(point(), ix, opts)));
+    assert.deepEqual(Object.keys(a), Object.keys(istioAttributes(flowKeyOf(point()), ix, opts)));
     assert.notEqual(a, b);
     a.reporter = 'mutated by a downstream consumer';
-    assert.equal(cache.attributes(point()).reporter, 'destination');
+    assert.equal(cache.attributes(flowKeyOf(point())).reporter, 'destination');
     assert.equal(cache.misses, 1);
     assert.equal(cache.hits, 2);
   });
@@ -96,39 +97,35 @@ describe('IstioAttributeCache', () => {
       point({ [RawAttr.originalDestinationAddress]: '10.96.0.10', [RawAttr.originalDestinationPort]: '8000' }),
       point({ [RawAttr.direction]: 'OUTBOUND' }),
       point({ [RawAttr.destinationPort]: '81' }),
-      { [RawAttr.sourceAddress]: '10.244.0.12', [RawAttr.destinationAddress]: '10.244.0.11' },
-      { [RawAttr.destinationAddress]: '', [RawAttr.destinationPort]: '80' },
-      { [RawAttr.destinationPort]: '80' },
-      {},
     ];
     for (let round = 0; round < 2; round++) {
       for (const c of cases) {
-        const got = cache.attributes(c);
-        const want = istioAttributes(c, ix, opts);
+        const got = cache.attributes(flowKeyOf(c), c);
+        const want = istioAttributes(flowKeyOf(c), ix, opts, c);
         assert.deepEqual(got, want, JSON.stringify(c));
         assert.deepEqual(Object.keys(got), Object.keys(want), JSON.stringify(c));
       }
     }
-    // The first two share one raw key (extra attributes are not part of it).
+    // The first two share one flow key (extra attributes are not part of it).
     assert.equal(cache.misses, cases.length - 1);
   });
 
   it('is invalidated when a pod or a service changes (exact values), not by status-only pod updates', () => {
     const ix = cluster();
     const cache = new IstioAttributeCache(ix, opts);
-    assert.deepEqual(cache.attributes(point()), EXPECTED);
+    assert.deepEqual(cache.attributes(flowKeyOf(point())), EXPECTED);
 
     // Status churn (same kept fields) and a re-list: the cache stays.
     const v = ix.version;
     addPod(ix, server, T0 + 1);
     addPod(ix, client, T0 + 1);
     assert.equal(ix.version, v);
-    assert.deepEqual(cache.attributes(point()), EXPECTED);
+    assert.deepEqual(cache.attributes(flowKeyOf(point())), EXPECTED);
     assert.equal(cache.invalidations, 0);
 
     // The destination pod is relabelled: new canonical revision.
     addPod(ix, { ...server, labels: { ...server.labels, version: 'v2' } });
-    assert.deepEqual(cache.attributes(point()), {
+    assert.deepEqual(cache.attributes(flowKeyOf(point())), {
       ...EXPECTED,
       destination_canonical_revision: 'v2',
       destination_version: 'v2',
@@ -139,7 +136,7 @@ describe('IstioAttributeCache', () => {
     ix.deleteService('default', 'httpbin', T0);
     ix.sweep(T0, 0);
     addService(ix, { ...httpbin, name: 'httpbin-v2', clusterIP: '10.96.0.20' });
-    assert.deepEqual(cache.attributes(point()), {
+    assert.deepEqual(cache.attributes(flowKeyOf(point())), {
       ...EXPECTED,
       destination_canonical_revision: 'v2',
       destination_version: 'v2',
@@ -149,17 +146,17 @@ describe('IstioAttributeCache', () => {
 
     // The source pod is deleted: it keeps resolving through the grace period, then is gone.
     ix.deletePod('default', client.name, T0);
-    assert.equal(cache.attributes(point()).source_workload, 'sleep');
+    assert.equal(cache.attributes(flowKeyOf(point())).source_workload, 'sleep');
     ix.sweep(T0 + 10, 5);
-    const gone = cache.attributes(point());
+    const gone = cache.attributes(flowKeyOf(point()));
     assert.equal(gone.source_workload, undefined);
     assert.equal(gone.connection_security_policy, undefined);
-    assert.deepEqual(gone, istioAttributes(point(), ix, opts));
+    assert.deepEqual(gone, istioAttributes(flowKeyOf(point()), ix, opts));
 
     // Namespace labels put the pods in the mesh: principals appear.
     addPod(ix, client);
     ix.upsertNamespace(namespaceMeta(namespace('default', { 'istio.io/dataplane-mode': 'ambient' }) as V1Namespace)!);
-    const meshed = cache.attributes(point());
+    const meshed = cache.attributes(flowKeyOf(point()));
     assert.equal(meshed.source_principal, 'spiffe://cluster.local/ns/default/sa/default');
     assert.equal(meshed.destination_principal, 'spiffe://cluster.local/ns/default/sa/default');
     assert.equal(meshed.connection_security_policy, 'mutual_tls');
@@ -168,7 +165,7 @@ describe('IstioAttributeCache', () => {
   it('a deleted pod that comes back, and a pod changing IPs, are changes', () => {
     const ix = cluster();
     const cache = new IstioAttributeCache(ix, opts);
-    cache.attributes(point());
+    cache.attributes(flowKeyOf(point()));
     const v = ix.version;
     ix.deletePod('default', server.name, T0);
     assert.ok(ix.version > v);
@@ -177,15 +174,16 @@ describe('IstioAttributeCache', () => {
     assert.ok(ix.version > v2, 'a retired pod upserted again is revived');
     assert.equal(ix.pod('default', server.name)!.retiredAt, undefined);
     addPod(ix, { ...server, ip: '10.244.0.99' });
-    assert.equal(cache.attributes(point()).destination_workload, undefined);
-    assert.equal(cache.attributes(point({ [RawAttr.destinationAddress]: '10.244.0.99' })).destination_workload, 'httpbin');
+    assert.equal(cache.attributes(flowKeyOf(point())).destination_workload, undefined);
+    assert.equal(cache.attributes(flowKeyOf(point({ [RawAttr.destinationAddress]: '10.244.0.99' }))).destination_workload, 'httpbin');
   });
 
   it('stays within its capacity', () => {
     const ix = cluster();
     const cache = new IstioAttributeCache(ix, opts, 3);
     for (let port = 1; port <= 10; port++) {
-      assert.deepEqual(cache.attributes(point({ [RawAttr.destinationPort]: String(port) })), istioAttributes(point({ [RawAttr.destinationPort]: String(port) }), ix, opts));
+      const f = flowKeyOf(point({ [RawAttr.destinationPort]: String(port) }));
+      assert.deepEqual(cache.attributes(f), istioAttributes(f, ix, opts));
       assert.ok(cache.size <= 3);
     }
     assert.ok(cache.evictions >= 3);
@@ -202,7 +200,7 @@ describe('IstioAttributeCache', () => {
 
 describe('processMetrics with the cache', () => {
   function flow(attributes: Record<string, string>, n: number): FlowPoint {
-    return { opened: n, closed: n, failed: 0, sentBytes: 10 * n, receivedBytes: 20 * n, retransmits: 0, lostPackets: 0, durationsSec: [n], rttsSec: [n / 1000], attributes };
+    return rawPoint(attributes, { opened: n, closed: n, sentBytes: 10 * n, receivedBytes: 20 * n, durationsSec: [n], rttsSec: [n / 1000] });
   }
 
   it('equals istioAttributes then reaggregate, batch after batch, across index changes', () => {
@@ -219,7 +217,9 @@ describe('processMetrics with the cache', () => {
       { ...point(), reporter: 'x' }, // extra key overwritten: same label set as the first
     ];
     const reference = (pts: FlowPoint[]): FlowPoint[] =>
-      reaggregate(pts.map((p) => ({ ...p, durationsSec: p.durationsSec.slice(), rttsSec: p.rttsSec.slice(), attributes: istioAttributes(p.attributes, ix, opts) })));
+      reaggregate(
+        pts.map(({ flow, ...p }) => ({ ...p, durationsSec: p.durationsSec.slice(), rttsSec: p.rttsSec.slice(), attributes: istioAttributes(flow!, ix, opts, p.attributes) })),
+      );
     for (let round = 0; round < 3; round++) {
       const batch = { points: inputs.map((a, i) => flow(a, i + 1)) };
       const before = structuredClone(batch);

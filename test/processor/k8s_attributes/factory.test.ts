@@ -4,7 +4,8 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { formatProblems, zodProblems } from '../../../src/config/errors.js';
 import type { LogsBatch } from '../../../src/model/logs.js';
-import { emptyFlowValues, RawAttr, type MetricsBatch } from '../../../src/model/metrics.js';
+import { RawAttr, type MetricsBatch } from '../../../src/model/metrics.js';
+import { rawPoint } from '../../helpers/flowPoints.js';
 import { k8sAttributesConfigSchema, type K8sAttributesConfig } from '../../../src/processor/k8s_attributes/config.js';
 import { k8sAttributesProcessorFactory, newK8sAttributesProcessorFactory } from '../../../src/processor/k8s_attributes/factory.js';
 import { FakeApiServer } from '../../helpers/fakeApiServer.js';
@@ -63,16 +64,15 @@ describe('k8s_attributes config', () => {
 function metricsBatch(src: string, dst: string, port: number): MetricsBatch {
   return {
     points: [
-      {
-        ...emptyFlowValues(),
-        opened: 1,
-        attributes: {
+      rawPoint(
+        {
           [RawAttr.direction]: 'INBOUND',
           [RawAttr.sourceAddress]: src,
           [RawAttr.destinationAddress]: dst,
           [RawAttr.destinationPort]: String(port),
         },
-      },
+        { opened: 1 },
+      ),
     ],
   };
 }

@@ -3,9 +3,10 @@ import { describe, it } from 'node:test';
 import type { V1Job, V1Namespace, V1Pod, V1Service } from '@kubernetes/client-node';
 import type { ConnectionEvent } from '../../../src/model/connection.js';
 import type { AccessLogEntry } from '../../../src/model/logs.js';
-import { emptyFlowValues, RawAttr, type FlowPoint } from '../../../src/model/metrics.js';
+import { RawAttr, type FlowPoint } from '../../../src/model/metrics.js';
 import { createDefaultConfig, k8sAttributesConfigSchema } from '../../../src/processor/k8s_attributes/config.js';
 import { istioAttributes, labelOptions, type LabelOptions } from '../../../src/processor/k8s_attributes/istioLabels.js';
+import { flowKeyOf, rawPoint } from '../../helpers/flowPoints.js';
 import { MetadataIndex } from '../../../src/processor/k8s_attributes/MetadataIndex.js';
 import { canonicalIp, jobMeta, namespaceMeta, podMeta, serviceMeta } from '../../../src/processor/k8s_attributes/objects.js';
 import { processLogs, processMetrics } from '../../../src/processor/k8s_attributes/processor.js';
@@ -301,13 +302,13 @@ describe('istioAttributes', () => {
 
   for (const c of table) {
     it(c.name, () => {
-      assert.deepEqual(istioAttributes(c.in, ix, c.opts ?? opts), c.want);
+      assert.deepEqual(istioAttributes(flowKeyOf(c.in), ix, c.opts ?? opts, c.in), c.want);
     });
   }
 
   it('an empty index (auth_type none) still sets reporter, protocol and flags', () => {
     const empty = new MetadataIndex();
-    assert.deepEqual(istioAttributes(attrs('OUTBOUND', '10.0.0.1', '10.0.0.2', 80, { [RawAttr.failureReason]: 'timeout' }), empty, opts), {
+    assert.deepEqual(istioAttributes(flowKeyOf(attrs('OUTBOUND', '10.0.0.1', '10.0.0.2', 80, { [RawAttr.failureReason]: 'timeout' })), empty, opts), {
       direction: 'OUTBOUND',
       reporter: 'source',
       request_protocol: 'tcp',
@@ -328,11 +329,11 @@ describe('MetadataIndex lifecycle', () => {
     addPod(ix, pod({ name: 'gone', ip: '10.0.0.5', labels: { app: 'gone' } }));
     ix.deletePod('default', 'gone', T0 + 10);
     const a = attrs('INBOUND', '10.0.0.9', '10.0.0.5', 80);
-    assert.equal(istioAttributes(a, ix, opts).destination_workload, 'gone', 'within grace');
+    assert.equal(istioAttributes(flowKeyOf(a), ix, opts).destination_workload, 'gone', 'within grace');
     assert.equal(ix.sweep(T0 + 10 + 59_999, 60_000), 0, 'nothing swept before the grace ends');
-    assert.equal(istioAttributes(a, ix, opts).destination_workload, 'gone', 'still within grace');
+    assert.equal(istioAttributes(flowKeyOf(a), ix, opts).destination_workload, 'gone', 'still within grace');
     assert.equal(ix.sweep(T0 + 10 + 60_000, 60_000), 1, 'swept at the end of the grace');
-    assert.equal(istioAttributes(a, ix, opts).destination_workload, undefined, 'gone after grace');
+    assert.equal(istioAttributes(flowKeyOf(a), ix, opts).destination_workload, undefined, 'gone after grace');
     assert.equal(ix.podByIp('10.0.0.5'), undefined);
   });
 
@@ -381,14 +382,14 @@ describe('MetadataIndex lifecycle', () => {
     const ix = new MetadataIndex();
     addPod(ix, pod({ name: 'j-1-x', ip: '10.0.0.8', owner: { kind: 'Job', name: 'j-1' } }));
     const a = attrs('OUTBOUND', '10.0.0.8', '203.0.113.1', 80);
-    assert.equal(istioAttributes(a, ix, opts).source_workload, 'j-1');
+    assert.equal(istioAttributes(flowKeyOf(a), ix, opts).source_workload, 'j-1');
     ix.upsertJob(jobMeta(job('default', 'j-1', 'j') as V1Job)!);
-    assert.equal(istioAttributes(a, ix, opts).source_workload, 'j');
+    assert.equal(istioAttributes(flowKeyOf(a), ix, opts).source_workload, 'j');
   });
 });
 
 function point(attributes: Record<string, string>, v: Partial<FlowPoint>): FlowPoint {
-  return { ...emptyFlowValues(), ...v, attributes };
+  return rawPoint(attributes, v);
 }
 
 describe('processMetrics / processLogs', () => {

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import type { ConnectionEvent } from '../../../src/model/connection.js';
 import { formatIPv6 } from '../../../src/receiver/ebpf/address.js';
-import { decodeBatch, decodeErrors, decodeRecord, newDecodeContext, newDecodeStats } from '../../../src/receiver/ebpf/decode.js';
-import { RECORD_SIZE, RecordLayout } from '../../../src/receiver/ebpf/layout.js';
+import { decodeInto, DecodedRecord, eventFromRecord, newDecodeContext, newDecodeStats, type DecodeError } from '../../../src/receiver/ebpf/decode.js';
+import { RECORD_SIZE } from '../../../src/receiver/ebpf/layout.js';
+import { RecordProcessor } from '../../../src/receiver/ebpf/RecordProcessor.js';
 import { MonotonicClock } from '../../../src/receiver/ebpf/MonotonicClock.js';
 import { addrBytes, batch, DIR, KIND, record } from './records.js';
 
@@ -12,13 +12,20 @@ const clock = new MonotonicClock();
 const ctx = newDecodeContext(clock);
 const view = (b: Buffer): DataView => new DataView(b.buffer, b.byteOffset, b.byteLength);
 
+/** The record at `offset` through the production pair RecordProcessor runs: decodeInto, then eventFromRecord. */
+function decodeRecord(v: DataView, offset: number, c = ctx): ConnectionEvent | DecodeError {
+  const r = new DecodedRecord();
+  const err = decodeInto(v, offset, c, r);
+  return err !== undefined ? err : eventFromRecord(v, offset, c, r);
+}
+
 function decodeOne(b: Buffer): ConnectionEvent {
   const r = decodeRecord(view(b), 0, ctx);
   assert.equal(typeof r, 'object', `expected an event, got ${String(r)}`);
   return r as ConnectionEvent;
 }
 
-describe('decodeRecord', () => {
+describe('decodeInto + eventFromRecord (one record)', () => {
   it('decodes every field of a close record', () => {
     const e = decodeOne(
       record({
@@ -175,103 +182,53 @@ describe('formatIPv6 (RFC 5952)', () => {
   }
 });
 
-describe('decodeBatch', () => {
+describe('a batch through RecordProcessor.process (the production decode loop)', () => {
+  /** Close records each give one log entry: the entries show which records were decoded, in order. */
+  function run(buf: Uint8Array): { cookies: number[]; processor: RecordProcessor } {
+    const processor = new RecordProcessor(
+      { connectionTtlMs: 60_000, maxConnections: 1000, logPeriodicReports: true, wantLogs: true, wantMetrics: true },
+      ctx,
+    );
+    const r = processor.process(buf);
+    return { cookies: (r.logs?.entries ?? []).map((e) => e.event.socketCookie), processor };
+  }
+  const close = (cookie: bigint, more: Parameters<typeof record>[0] = {}): Buffer => record({ kind: KIND.close, socketCookie: cookie, ...more });
+
   it('decodes every record of a batch in order', () => {
-    const out: ConnectionEvent[] = [];
-    const stats = newDecodeStats();
-    const n = decodeBatch(batch(record({ socketCookie: 1n }), record({ socketCookie: 2n }), record({ socketCookie: 3n })), (e) => out.push(e), stats, ctx);
-    assert.equal(n, 3);
-    assert.deepEqual(out.map((e) => e.socketCookie), [1, 2, 3]);
-    assert.equal(stats.decoded, 3);
-    assert.equal(decodeErrors(stats), 0);
+    const { cookies, processor } = run(batch(close(1n), close(2n), close(3n)));
+    assert.deepEqual(cookies, [1, 2, 3]);
+    assert.deepEqual(processor.stats, { ...newDecodeStats(), decoded: 3 });
   });
 
   it('decodes a batch that is a view into a larger buffer (byteOffset != 0)', () => {
-    const big = Buffer.concat([Buffer.alloc(7), record({ socketCookie: 9n, srcPort: 1234 }), Buffer.alloc(5)]);
-    const out: ConnectionEvent[] = [];
-    decodeBatch(big.subarray(7, 7 + RECORD_SIZE), (e) => out.push(e), newDecodeStats(), ctx);
-    assert.equal(out.length, 1);
-    assert.equal(out[0]!.socketCookie, 9);
-    assert.equal(out[0]!.srcPort, 1234);
+    const big = Buffer.concat([Buffer.alloc(7), close(9n, { srcPort: 1234 }), Buffer.alloc(5)]);
+    const processor = new RecordProcessor({ connectionTtlMs: 60_000, maxConnections: 10, logPeriodicReports: true, wantLogs: true, wantMetrics: false }, ctx);
+    const entries = processor.process(big.subarray(7, 7 + RECORD_SIZE)).logs?.entries ?? [];
+    assert.equal(entries.length, 1);
+    assert.equal(entries[0]!.event.socketCookie, 9);
+    assert.equal(entries[0]!.event.srcPort, 1234);
   });
 
   it('accepts an empty batch', () => {
-    const stats = newDecodeStats();
-    assert.equal(decodeBatch(Buffer.alloc(0), () => assert.fail('no records'), stats, ctx), 0);
-    assert.deepEqual(stats, newDecodeStats());
+    const { cookies, processor } = run(Buffer.alloc(0));
+    assert.deepEqual(cookies, []);
+    assert.deepEqual(processor.stats, newDecodeStats());
   });
 
   it('counts a length that is not a multiple once and decodes the whole records', () => {
-    const stats = newDecodeStats();
-    const out: ConnectionEvent[] = [];
-    decodeBatch(Buffer.concat([record({ socketCookie: 1n }), record({ socketCookie: 2n }).subarray(0, 100)]), (e) => out.push(e), stats, ctx);
-    assert.equal(out.length, 1);
-    assert.equal(stats.truncated, 1);
-    const short = newDecodeStats();
-    decodeBatch(Buffer.alloc(RECORD_SIZE - 1), () => assert.fail('no records'), short, ctx);
-    assert.equal(short.truncated, 1);
+    const a = run(Buffer.concat([close(1n), close(2n).subarray(0, 100)]));
+    assert.deepEqual(a.cookies, [1]);
+    assert.equal(a.processor.stats.truncated, 1);
+    const b = run(Buffer.alloc(RECORD_SIZE - 1));
+    assert.deepEqual(b.cookies, []);
+    assert.equal(b.processor.stats.truncated, 1);
   });
 
   it('skips and counts bad records between good ones', () => {
-    const stats = newDecodeStats();
-    const out: ConnectionEvent[] = [];
-    decodeBatch(
-      batch(record({ socketCookie: 1n }), record({ kind: 9 }), record({ direction: 7 }), record({ family: 3 }), record({ socketCookie: 5n })),
-      (e) => out.push(e),
-      stats,
-      ctx,
-    );
-    assert.deepEqual(out.map((e) => e.socketCookie), [1, 5]);
-    assert.deepEqual(stats, { decoded: 2, truncated: 0, unknownKind: 1, unknownDirection: 1, unknownFamily: 1 });
-  });
-
-  it('never throws on random input (fuzz) and accounts for every record', () => {
-    const stats = newDecodeStats();
-    let handed = 0;
-    for (let i = 0; i < 5000; i++) {
-      const len = i % 7 === 0 ? Math.floor(Math.random() * 4 * RECORD_SIZE) : RECORD_SIZE * (1 + (i % 4));
-      const buf = randomBytes(len);
-      // Half the time, make the record plausible so the decoding paths past validation run too.
-      if (i % 2 === 0) {
-        for (let off = 0; off + RECORD_SIZE <= len; off += RECORD_SIZE) {
-          buf[off + RecordLayout.kind.offset] = 1 + (buf[off + RecordLayout.kind.offset]! % 4);
-          buf[off + RecordLayout.direction.offset] = 1 + (buf[off + RecordLayout.direction.offset]! % 2);
-          buf.writeUInt16LE(buf[off]! % 2 === 0 ? 2 : 10, off + RecordLayout.family.offset);
-        }
-      }
-      handed += decodeBatch(
-        buf,
-        (e) => {
-          assert.ok(Number.isFinite(e.durationNs) && e.durationNs >= 0, 'duration');
-          assert.ok(typeof e.srcAddr === 'string' && e.srcAddr.length > 0, 'address');
-        },
-        stats,
-        ctx,
-      );
-    }
-    assert.equal(stats.decoded, handed);
-    assert.ok(handed > 1000, `plausible records decoded (${handed})`);
-    assert.ok(decodeErrors(stats) > 0, 'random records rejected');
+    const { cookies, processor } = run(batch(close(1n), record({ kind: 9 }), record({ direction: 7 }), record({ family: 3 }), close(5n)));
+    assert.deepEqual(cookies, [1, 5]);
+    assert.deepEqual(processor.stats, { decoded: 2, truncated: 0, unknownKind: 1, unknownDirection: 1, unknownFamily: 1 });
   });
 });
 
-describe('MonotonicClock', () => {
-  it('converts the monotonic clock to wall time within a millisecond of Date.now()', () => {
-    const c = new MonotonicClock();
-    for (let i = 0; i < 5; i++) {
-      const before = BigInt(Date.now()) * 1_000_000n;
-      const now = c.toUnixNano(process.hrtime.bigint());
-      const after = BigInt(Date.now() + 1) * 1_000_000n;
-      assert.ok(now >= before - 200_000n && now <= after + 200_000n, `${now} within [${before}, ${after}]`);
-    }
-    assert.ok(c.uncertaintyNs < 1_000_000, `sub-ms bracket (${c.uncertaintyNs} ns)`);
-  });
 
-  it('agrees with performance.timeOrigin + performance.now() to sub-ms', () => {
-    const c = new MonotonicClock();
-    const viaPerf = (performance.timeOrigin + performance.now()) * 1e6;
-    const viaClock = Number(c.nowUnixNano());
-    // timeOrigin is sampled once at start-up, so allow for a little NTP slew since then.
-    assert.ok(Math.abs(viaPerf - viaClock) < 2e6, `difference ${Math.abs(viaPerf - viaClock)} ns`);
-  });
-});

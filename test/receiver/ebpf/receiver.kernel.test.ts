@@ -1,3 +1,4 @@
+// test-kind: kernel
 /**
  * The receiver against the real kernel: the BPF object and the native addon,
  * attached at the cgroup v2 root. Loopback traffic only; the test picks out its

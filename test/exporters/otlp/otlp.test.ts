@@ -2,15 +2,15 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import type { LogRecordExporter, ReadableLogRecord, ReadWriteLogRecord } from '@opentelemetry/sdk-logs';
-import type { Host } from '../../src/component/component.js';
-import { ConcurrentBatchLogRecordProcessor } from '../../src/exporters/otlp/ConcurrentBatchLogRecordProcessor.js';
-import { otlpExporterFactory } from '../../src/exporters/otlp/factory.js';
-import type { OtlpLogsExporter } from '../../src/exporters/otlp/OtlpLogsExporter.js';
-import type { OtlpMetricsExporter } from '../../src/exporters/otlp/OtlpMetricsExporter.js';
-import type { AccessLogEntry } from '../../src/model/logs.js';
-import { flowPoint, SLEEP_TO_HTTPBIN } from '../helpers/flowPoints.js';
-import { OtlpReceiver, waitFor } from '../helpers/otlpReceiver.js';
-import { selfCounter, testSettings } from '../helpers/settings.js';
+import type { Host } from '../../../src/component/component.js';
+import { ConcurrentBatchLogRecordProcessor } from '../../../src/exporters/otlp/ConcurrentBatchLogRecordProcessor.js';
+import { otlpExporterFactory } from '../../../src/exporters/otlp/factory.js';
+import type { OtlpLogsExporter } from '../../../src/exporters/otlp/OtlpLogsExporter.js';
+import type { OtlpMetricsExporter } from '../../../src/exporters/otlp/OtlpMetricsExporter.js';
+import type { AccessLogEntry } from '../../../src/model/logs.js';
+import { flowPoint, SLEEP_TO_HTTPBIN } from '../../helpers/flowPoints.js';
+import { OtlpReceiver, waitFor } from '../../helpers/otlpReceiver.js';
+import { selfCounter, testSettings } from '../../helpers/settings.js';
 
 const host: Host = { reportFatalError: () => undefined };
 
@@ -335,8 +335,8 @@ describe('otlp exporter self-metrics beside a prometheus exporter', () => {
   // The timeout also bounds shutdown with a dead backend: it gives what is
   // queued one attempt instead of waiting out max_elapsed_time (5 min).
   it('logs and metrics sides share one queue gauge per name (no duplicate family), promtool-clean; shutdown with a dead backend is quick', { timeout: 20_000 }, async () => {
-    const { prometheusExporterFactory } = await import('../../src/exporters/prometheus/factory.js');
-    const { freePort } = await import('../helpers/freePort.js');
+    const { prometheusExporterFactory } = await import('../../../src/exporters/prometheus/factory.js');
+    const { freePort } = await import('../../helpers/freePort.js');
     const { spawnSync } = await import('node:child_process');
     const settings = testSettings('otlp');
     const cfg = otlpExporterFactory.configSchema.parse({ endpoint: '127.0.0.1:9', tls: { insecure: true }, export_interval: '1h' });

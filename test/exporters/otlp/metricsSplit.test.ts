@@ -2,12 +2,12 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { AggregationTemporality, DataPointType, InstrumentType, type MetricData, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
-import type { Host } from '../../src/component/component.js';
-import { otlpExporterFactory } from '../../src/exporters/otlp/factory.js';
-import { MAX_POINTS_PER_REQUEST, splitResourceMetrics, type OtlpMetricsExporter } from '../../src/exporters/otlp/OtlpMetricsExporter.js';
-import { flowPoint, SLEEP_TO_HTTPBIN } from '../helpers/flowPoints.js';
-import { OtlpReceiver, waitFor } from '../helpers/otlpReceiver.js';
-import { testSettings } from '../helpers/settings.js';
+import type { Host } from '../../../src/component/component.js';
+import { otlpExporterFactory } from '../../../src/exporters/otlp/factory.js';
+import { MAX_POINTS_PER_REQUEST, splitResourceMetrics, type OtlpMetricsExporter } from '../../../src/exporters/otlp/OtlpMetricsExporter.js';
+import { flowPoint, SLEEP_TO_HTTPBIN } from '../../helpers/flowPoints.js';
+import { OtlpReceiver, waitFor } from '../../helpers/otlpReceiver.js';
+import { testSettings } from '../../helpers/settings.js';
 
 const host: Host = { reportFatalError: () => undefined };
 

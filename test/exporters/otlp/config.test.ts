@@ -1,16 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { Factory } from '../../src/component/component.js';
-import { builtinFactories } from '../../src/components.js';
-import { formatProblems } from '../../src/config/errors.js';
-import { otlpGrpcConfigSchema, otlpHttpConfigSchema } from '../../src/exporters/otlp/config.js';
-import { parseGrpcTarget, signalUrl } from '../../src/exporters/otlp/endpoint.js';
-import { Backoff, isPermanent } from '../../src/exporters/otlp/retry.js';
-import { httpUrls } from '../../src/exporters/otlp/transport.js';
-import { loadConfigFile } from '../../src/service/config.js';
+import type { Factory } from '../../../src/component/component.js';
+import { builtinFactories } from '../../../src/components.js';
+import { formatProblems } from '../../../src/config/errors.js';
+import { otlpGrpcConfigSchema, otlpHttpConfigSchema } from '../../../src/exporters/otlp/config.js';
+import { parseGrpcTarget, signalUrl } from '../../../src/exporters/otlp/endpoint.js';
+import { Backoff, isPermanent } from '../../../src/exporters/otlp/retry.js';
+import { httpUrls } from '../../../src/exporters/otlp/transport.js';
+import { loadConfigFile } from '../../../src/service/config.js';
 
-const testdata = (f: string): string => fileURLToPath(new URL(`../../src/exporters/otlp/testdata/${f}`, import.meta.url));
+const testdata = (f: string): string => fileURLToPath(new URL(`../../../src/exporters/otlp/testdata/${f}`, import.meta.url));
 const factories = builtinFactories as readonly Factory[];
 
 describe('otlp_grpc / otlp / otlp_http config (Collector keys)', () => {

@@ -1,16 +1,16 @@
 import { ServerCredentials } from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { Host } from '../../src/component/component.js';
-import { otlpGrpcConfigSchema, otlpHttpConfigSchema } from '../../src/exporters/otlp/config.js';
-import { otlpGrpcExporterFactory, otlpHttpExporterFactory } from '../../src/exporters/otlp/factory.js';
-import { OtlpLogsExporter } from '../../src/exporters/otlp/OtlpLogsExporter.js';
-import type { OtlpMetricsExporter } from '../../src/exporters/otlp/OtlpMetricsExporter.js';
-import type { AccessLogEntry } from '../../src/model/logs.js';
-import { flowPoint, SLEEP_TO_HTTPBIN } from '../helpers/flowPoints.js';
-import { OtlpHttpReceiver, OtlpReceiver, waitFor } from '../helpers/otlpReceiver.js';
-import { selfCounter, testSettings } from '../helpers/settings.js';
-import { makeTestCa, type TestCa } from '../helpers/testCa.js';
+import type { Host } from '../../../src/component/component.js';
+import { otlpGrpcConfigSchema, otlpHttpConfigSchema } from '../../../src/exporters/otlp/config.js';
+import { otlpGrpcExporterFactory, otlpHttpExporterFactory } from '../../../src/exporters/otlp/factory.js';
+import { OtlpLogsExporter } from '../../../src/exporters/otlp/OtlpLogsExporter.js';
+import type { OtlpMetricsExporter } from '../../../src/exporters/otlp/OtlpMetricsExporter.js';
+import type { AccessLogEntry } from '../../../src/model/logs.js';
+import { flowPoint, SLEEP_TO_HTTPBIN } from '../../helpers/flowPoints.js';
+import { OtlpHttpReceiver, OtlpReceiver, waitFor } from '../../helpers/otlpReceiver.js';
+import { selfCounter, testSettings } from '../../helpers/settings.js';
+import { makeTestCa, type TestCa } from '../../helpers/testCa.js';
 
 const host: Host = { reportFatalError: () => undefined };
 

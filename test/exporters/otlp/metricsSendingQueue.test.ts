@@ -3,9 +3,9 @@ import { describe, it } from 'node:test';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { AggregationTemporality, DataPointType, InstrumentType, type MetricData, type PushMetricExporter, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
-import { MetricsSendingQueue, type MetricsQueueOptions } from '../../src/exporters/otlp/OtlpMetricsExporter.js';
-import { Retrier } from '../../src/exporters/otlp/retry.js';
-import { selfCounter, testSettings } from '../helpers/settings.js';
+import { MetricsSendingQueue, type MetricsQueueOptions } from '../../../src/exporters/otlp/OtlpMetricsExporter.js';
+import { Retrier } from '../../../src/exporters/otlp/retry.js';
+import { selfCounter, testSettings } from '../../helpers/settings.js';
 
 /** One collection of `n` points of one counter, each point's value = `value`. */
 function collection(n: number, value: number): ResourceMetrics {

@@ -3,17 +3,17 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { parse } from 'yaml';
-import type { Host } from '../../src/component/component.js';
-import { formatProblems, zodProblems } from '../../src/config/errors.js';
-import { prometheusConfigSchema } from '../../src/exporters/prometheus/config.js';
-import { prometheusExporterFactory } from '../../src/exporters/prometheus/factory.js';
-import type { PrometheusMetricsExporter } from '../../src/exporters/prometheus/PrometheusMetricsExporter.js';
-import { flowPoint, SLEEP_TO_HTTPBIN } from '../helpers/flowPoints.js';
-import { freePort } from '../helpers/freePort.js';
-import { testSettings } from '../helpers/settings.js';
+import type { Host } from '../../../src/component/component.js';
+import { formatProblems, zodProblems } from '../../../src/config/errors.js';
+import { prometheusConfigSchema } from '../../../src/exporters/prometheus/config.js';
+import { prometheusExporterFactory } from '../../../src/exporters/prometheus/factory.js';
+import type { PrometheusMetricsExporter } from '../../../src/exporters/prometheus/PrometheusMetricsExporter.js';
+import { flowPoint, SLEEP_TO_HTTPBIN } from '../../helpers/flowPoints.js';
+import { freePort } from '../../helpers/freePort.js';
+import { testSettings } from '../../helpers/settings.js';
 
 const host: Host = { reportFatalError: () => undefined };
-const testdata = (f: string): unknown => parse(readFileSync(new URL(`../../src/exporters/prometheus/testdata/${f}`, import.meta.url), 'utf8'));
+const testdata = (f: string): unknown => parse(readFileSync(new URL(`../../../src/exporters/prometheus/testdata/${f}`, import.meta.url), 'utf8'));
 const problems = (body: unknown): string => {
   const r = prometheusConfigSchema.safeParse(body);
   assert.equal(r.success, false, `expected ${JSON.stringify(body)} to be rejected`);

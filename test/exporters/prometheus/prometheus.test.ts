@@ -6,15 +6,15 @@ import { request } from 'node:http';
 import { PassThrough, Writable } from 'node:stream';
 import { after, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
-import type { Host } from '../../src/component/component.js';
-import { writeExposition } from '../../src/exporters/prometheus/exposition.js';
-import { prometheusExporterFactory } from '../../src/exporters/prometheus/factory.js';
-import { acceptsGzip, type PrometheusMetricsExporter } from '../../src/exporters/prometheus/PrometheusMetricsExporter.js';
-import type { MetricSchema } from '../../src/metrics/schema.js';
-import { SeriesStore } from '../../src/metrics/SeriesStore.js';
-import { flowPoint, SLEEP_TO_HTTPBIN } from '../helpers/flowPoints.js';
-import { freePort } from '../helpers/freePort.js';
-import { testSettings } from '../helpers/settings.js';
+import type { Host } from '../../../src/component/component.js';
+import { writeExposition } from '../../../src/exporters/prometheus/exposition.js';
+import { prometheusExporterFactory } from '../../../src/exporters/prometheus/factory.js';
+import { acceptsGzip, type PrometheusMetricsExporter } from '../../../src/exporters/prometheus/PrometheusMetricsExporter.js';
+import type { MetricSchema } from '../../../src/metrics/schema.js';
+import { SeriesStore } from '../../../src/metrics/SeriesStore.js';
+import { flowPoint, SLEEP_TO_HTTPBIN } from '../../helpers/flowPoints.js';
+import { freePort } from '../../helpers/freePort.js';
+import { testSettings } from '../../helpers/settings.js';
 
 const host: Host = { reportFatalError: () => undefined };
 const PROMTOOL = '/usr/bin/promtool';
@@ -132,7 +132,6 @@ const TINY: MetricSchema = {
     { name: 'tiny_seconds', help: 'Tiny histogram', unit: 's', type: 'histogram', labels: ['a', 'b'], buckets: [0.5, 1] },
   ],
   groups: [],
-  render: () => [],
 };
 (TINY as { groups: MetricSchema['groups'] }).groups = [
   {

@@ -1,51 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { PassThrough } from 'node:stream';
-import { debugExporterFactory } from '../../src/exporters/debug/factory.js';
-import { DebugLogsExporter } from '../../src/exporters/debug/DebugExporter.js';
-import { formatJsonLine, formatKmeshLine, formatKmeshTime, nsToMsString } from '../../src/exporters/common/accessLogLine.js';
-import type { ConnectionEvent } from '../../src/model/connection.js';
-import type { AccessLogEntry } from '../../src/model/logs.js';
-import { testSettings } from '../helpers/settings.js';
-
-function event(over: Partial<ConnectionEvent> = {}): ConnectionEvent {
-  return {
-    kind: 'close',
-    direction: 'INBOUND',
-    family: 4,
-    srcAddr: '10.244.0.17',
-    srcPort: 51842,
-    dstAddr: '10.244.0.13',
-    dstPort: 9080,
-    socketCookie: 1,
-    netnsCookie: 2,
-    timeUnixNano: 1726301966552709932n,
-    durationNs: 2733902,
-    sentBytes: 5,
-    receivedBytes: 292,
-    srttUs: 250,
-    minRttUs: 100,
-    retransmits: 0,
-    lostPackets: 0,
-    segsIn: 3,
-    segsOut: 3,
-    state: 'CLOSE',
-    ...over,
-  };
-}
-
-const KMESH_IDS = {
-  'src.workload': 'prometheus-5fb7f6f8d8-h9cts',
-  'src.namespace': 'istio-system',
-  'dst.service': 'productpage.echo-1-27855.svc.cluster.local',
-  'dst.workload': 'productpage-v1-8499c849b9-bz9t9',
-  'dst.namespace': 'echo-1-27855',
-};
-
-const entry = (e: ConnectionEvent, attributes: Record<string, string> = KMESH_IDS): AccessLogEntry => ({ event: e, attributes, observedUnixNano: 1726301966600000000n });
-
-const KMESH_LINE =
-  'accesslog: 2024-09-14 08:19:26.552709932 +0000 UTC src.addr=10.244.0.17:51842, src.workload=prometheus-5fb7f6f8d8-h9cts, src.namespace=istio-system, dst.addr=10.244.0.13:9080, dst.service=productpage.echo-1-27855.svc.cluster.local, dst.workload=productpage-v1-8499c849b9-bz9t9, dst.namespace=echo-1-27855, direction=INBOUND, sent_bytes=5, received_bytes=292, duration=2.733902ms';
+import { formatJsonLine, formatKmeshLine, formatKmeshTime, nsToMsString } from '../../../src/exporters/common/accessLogLine.js';
+import { entry, event, KMESH_LINE } from '../../helpers/accessLogEntries.js';
 
 describe('Kmesh access-log line', () => {
   it('is exactly the Kmesh line (without extra fields)', () => {
@@ -101,24 +57,6 @@ describe('JSON access-log line', () => {
       'network.transport': 'tcp',
       'network.type': 'ipv6',
     });
-  });
-});
-
-describe('debug logs exporter', () => {
-  it('writes one line per entry to its stream and bounds the buffer', async () => {
-    const out = new PassThrough({ highWaterMark: 16 });
-    let written = '';
-    const cfg = debugExporterFactory.configSchema.parse({ extra_fields: false, max_buffered_bytes: 2000 });
-    const exp = new DebugLogsExporter(testSettings('debug'), cfg, { stream: out });
-    await exp.start({ reportFatalError: () => undefined });
-    exp.consumeLogs({ entries: [entry(event()), entry(event())] });
-    written = out.read()?.toString() ?? '';
-    assert.equal(written, `${KMESH_LINE}\n${KMESH_LINE}\n`);
-    // Nobody reads now: the buffer fills, further batches are dropped, not queued.
-    for (let i = 0; i < 100; i++) exp.consumeLogs({ entries: [entry(event())] });
-    assert.ok(out.writableLength < 2000 + 400, `buffer bounded (${out.writableLength})`);
-    await exp.shutdown();
-    await exp.shutdown();
   });
 });
 
