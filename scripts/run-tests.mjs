@@ -6,11 +6,13 @@
 // and create namespaces, and this machine has two cores anyway.
 import { spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
-import { join, relative, sep } from 'node:path';
+import { join, relative, resolve, sep } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
 const mode = process.argv[2] ?? 'all';
-const explicit = process.argv.slice(3);
+// Absolute, so that a file's folder (test/kernel, test/e2e) is seen the same way
+// whether it was named relative or found by the walk.
+const explicit = process.argv.slice(3).map((f) => resolve(f));
 
 function walk(dir) {
   const out = [];
@@ -59,6 +61,11 @@ else if (mode !== 'all') {
 // Unit tests first: they are quick and tell the most when something breaks.
 files.sort((a, b) => Number(isKernel(a) || isE2e(a)) - Number(isKernel(b) || isE2e(b)) || (isE2e(a) - isE2e(b)));
 
+// An empty list would make `node --test` discover files by itself (fixtures too).
+if (files.length === 0) {
+  console.error(`no ${mode} test among the files given`);
+  process.exit(2);
+}
 if (process.env.LIST_TESTS === "1") { for (const f of files) console.log(kindOf(f), relative(root, f)); process.exit(0); }
 const args = ['--import', 'tsx', '--test', '--test-concurrency=1', ...files.map((f) => relative(root, f))];
 const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });

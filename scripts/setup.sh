@@ -16,8 +16,9 @@ need_root() {
 # Debian packages: the BPF toolchain (clang/llvm, libbpf, bpftool, libelf,
 # zlib), iproute2 for test namespaces, a real Prometheus server and promtool
 # for the end-to-end checks, docker-compose (1.29) to validate the compose file,
-# openssl for the test CA of the OTLP TLS tests.
-PKGS=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make g++ python3 iproute2 prometheus docker-compose openssl)
+# openssl for the test CA of the OTLP TLS tests, nftables for the NAT cases of
+# the ISN kernel tests (DNAT and masquerade in test namespaces).
+PKGS=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make g++ python3 iproute2 prometheus docker-compose openssl nftables)
 # The kernel matrix (scripts/kernel-matrix.mjs): qemu for throw-away guests,
 # a static busybox for their initramfs. Guest kernels are fetched by the
 # matrix itself (apt-get download, never installed).
