@@ -17,14 +17,15 @@
  *     --base-label 'main 5d570f2' --candidate-label 'arch16 61bf51b' \
  *     --base /tmp/bench/base.0.json,... --candidate /tmp/bench/new.1.json,...
  *
- * Figures are matched by id; runs are pooled over the rounds of each side;
- * the ratio is candidate median / base median.
+ * Figures are matched by id; runs are pooled over the rounds of each side
+ * (module results run since `--since`, each once); the ratio is candidate
+ * median / base median.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { MODULES } from './lib/modules.js';
-import { readResults, renderMarkdown, writeResults, type Results, type SideBySideRow } from './lib/report.js';
+import { readResults, renderMarkdown, writeResults, type ModuleResult, type Results, type SideBySideRow } from './lib/report.js';
 import { median } from './lib/types.js';
 
 const { values } = parseArgs({
@@ -36,6 +37,10 @@ const { values } = parseArgs({
     base: { type: 'string' },
     candidate: { type: 'string' },
     notes: { type: 'string' },
+    /** Only module results run at or after this time (ISO): older copies in a results.json are not part of the comparison. */
+    since: { type: 'string' },
+    /** The same for the candidate's files, when its code changed during the comparison (default: --since). */
+    'candidate-since': { type: 'string' },
   },
 });
 for (const k of ['title', 'command', 'base-label', 'candidate-label', 'base', 'candidate'] as const) {
@@ -46,28 +51,41 @@ const candidateFiles = values.candidate!.split(',');
 const bases = baseFiles.map(readResults);
 const candidates = candidateFiles.map(readResults);
 
-/** Every figure of every module of `rs`, runs pooled by figure id, in first-seen order. */
-function pooled(rs: Results[]): Map<string, { title: string; unit: string; runs: number[]; module: string }> {
-  const out = new Map<string, { title: string; unit: string; runs: number[]; module: string }>();
+/**
+ * The module results of `rs` run at or after `since`, each once: a checkout's
+ * results.json keeps the modules it did not run this time, so the same
+ * module result appears in several copies.
+ */
+function moduleRuns(rs: Results[], since: Date): ModuleResult[] {
+  const seen = new Map<string, ModuleResult>();
   for (const r of rs) {
     for (const [module, m] of Object.entries(r.modules)) {
-      for (const f of m.figures) {
-        const e = out.get(f.id) ?? { title: f.title, unit: f.unit, runs: [], module };
-        e.runs.push(...f.runs);
-        out.set(f.id, e);
-      }
+      if (new Date(m.ranAt) < since || m.skipped !== undefined) continue;
+      seen.set(`${module} ${m.ranAt}`, m);
+    }
+  }
+  return [...seen.values()];
+}
+
+/** Every figure of `ms`, runs pooled by figure id, in first-seen order. */
+function pooled(ms: ModuleResult[]): Map<string, { title: string; unit: string; runs: number[] }> {
+  const out = new Map<string, { title: string; unit: string; runs: number[] }>();
+  for (const m of ms) {
+    for (const f of m.figures) {
+      const e = out.get(f.id) ?? { title: f.title, unit: f.unit, runs: [] };
+      e.runs.push(...f.runs);
+      out.set(f.id, e);
     }
   }
   return out;
 }
 
-// Only the modules every file ran in this comparison (a results.json also keeps older modules' figures).
-const ranAfter = (r: Results, m: string): boolean => r.modules[m] !== undefined;
-const lastCandidate = candidates[candidates.length - 1]!;
-const compared = Object.keys(lastCandidate.modules).filter((m) => [...bases, ...candidates].every((r) => ranAfter(r, m)));
-const onlyCompared = (r: Results): Results => ({ ...r, modules: Object.fromEntries(compared.map((m) => [m, r.modules[m]!])) });
-const b = pooled(bases.map(onlyCompared));
-const c = pooled(candidates.map(onlyCompared));
+const since = new Date(values.since ?? 0);
+const baseRuns = moduleRuns(bases, since);
+const candidateRuns = moduleRuns(candidates, new Date(values['candidate-since'] ?? values.since ?? 0));
+const b = pooled(baseRuns);
+const c = pooled(candidateRuns);
+const compared = [...new Set(candidateRuns.map((m) => m.name))].filter((n) => baseRuns.some((m) => m.name === n));
 const rows: SideBySideRow[] = [];
 for (const [id, cand] of c) {
   const base = b.get(id);
@@ -82,22 +100,18 @@ const resultsPath = join(repoRoot, 'bench', 'results.json');
 const results = readResults(resultsPath);
 // The candidate's figures are this checkout's figures now (its last run of each compared module).
 for (const m of compared) {
-  for (let i = candidates.length - 1; i >= 0; i--) {
-    const mr = candidates[i]!.modules[m];
-    if (mr !== undefined && new Date(mr.ranAt) >= new Date(results.modules[m]?.ranAt ?? 0)) {
-      results.modules[m] = mr;
-      break;
-    }
-  }
+  const last = candidateRuns.filter((r) => r.name === m).sort((x, y) => x.ranAt.localeCompare(y.ranAt)).pop()!;
+  results.modules[m] = last;
 }
+const perSide = (ms: ModuleResult[]): number => Math.min(...compared.map((n) => ms.filter((m) => m.name === n).length));
 const entry = {
   title: values.title!,
   command: values.command!,
   ranAt: new Date().toISOString(),
-  machine: lastCandidate.modules[compared[0]!]!.machine,
+  machine: candidateRuns[candidateRuns.length - 1]!.machine,
   base: values['base-label']!,
   candidate: values['candidate-label']!,
-  rounds: Math.min(bases.length, candidates.length),
+  rounds: Math.min(perSide(baseRuns), perSide(candidateRuns)),
   rows,
   ...(values.notes !== undefined ? { notes: values.notes } : {}),
 };

@@ -72,7 +72,7 @@ export class LabelSet<W = unknown> {
   /** Number of existing series in the set's block. */
   live = 0;
   /**
-   * Start of the set's block in its group's slab while the store's key map
+   * Start of the set's block in its group's slab while the store's index
    * holds the set (it has at least one series); -1 otherwise.
    */
   offset = -1;
@@ -91,25 +91,82 @@ export class LabelSet<W = unknown> {
   constructor(
     /** Label names (shared with the family definitions). */
     readonly names: readonly string[],
-    /** The label values, aligned with {@link names}; never changed. */
+    /**
+     * The label values, aligned with {@link names}; never changed. The set's
+     * identity within its group, and its only copy of it: no key string is
+     * built or kept (the strings are shared with the attributes they were
+     * read from).
+     */
     readonly values: readonly string[],
-    /** The set's identity within its group ({@link valuesKey} of the values). */
-    readonly key: string,
+    /** {@link hashValues} of the values. */
+    readonly hash: number,
   ) {}
 }
 
-/**
- * A string equal for equal value lists and distinct otherwise: the values
- * joined by U+0001, which label values (Kubernetes names, addresses, the
- * schema's placeholders) do not contain; a list where one does is keyed by
- * its JSON text behind a U+0001, which no join can start with (its first
- * value would hold a U+0001, and such a list takes this branch).
- */
-export function valuesKey(values: readonly string[]): string {
+/** FNV-1a over the values' UTF-16 code units, with a separator after each value. */
+export function hashValues(values: readonly string[]): number {
+  let h = 0x811c9dc5;
   for (let i = 0; i < values.length; i++) {
-    if (values[i]!.indexOf('\u0001') >= 0) return '\u0001' + JSON.stringify(values);
+    const v = values[i]!;
+    for (let j = 0; j < v.length; j++) h = Math.imul(h ^ v.charCodeAt(j), 0x01000193);
+    // A code unit no text ends a value with in practice; equality is checked value by value anyway.
+    h = Math.imul(h ^ 0xffff, 0x01000193);
   }
-  return values.join('\u0001');
+  return h | 0;
+}
+
+function sameValues(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * A group's registered label sets: by hash of their values for lookups (a
+ * hash shared by several sets holds them in a small array, compared value
+ * by value), and in registration order for snapshots (a Set: removal while
+ * iterating is safe). Keeping no key string per set saves about the size of
+ * its values' text per set, which a key map would hold.
+ */
+class LabelSetIndex<W> {
+  private readonly byHash = new Map<number, LabelSet<W> | LabelSet<W>[]>();
+  private readonly all = new Set<LabelSet<W>>();
+
+  find(values: readonly string[], hash: number): LabelSet<W> | undefined {
+    const e = this.byHash.get(hash);
+    if (e === undefined) return undefined;
+    if (!Array.isArray(e)) return sameValues(e.values, values) ? e : undefined;
+    for (let i = 0; i < e.length; i++) if (sameValues(e[i]!.values, values)) return e[i];
+    return undefined;
+  }
+
+  add(ls: LabelSet<W>): void {
+    const e = this.byHash.get(ls.hash);
+    if (e === undefined) this.byHash.set(ls.hash, ls);
+    else if (Array.isArray(e)) e.push(ls);
+    else this.byHash.set(ls.hash, [e, ls]);
+    this.all.add(ls);
+  }
+
+  delete(ls: LabelSet<W>): void {
+    const e = this.byHash.get(ls.hash);
+    if (e === ls) this.byHash.delete(ls.hash);
+    else if (Array.isArray(e)) {
+      const i = e.indexOf(ls);
+      if (i >= 0) e.splice(i, 1);
+      if (e.length === 1) this.byHash.set(ls.hash, e[0]!);
+    }
+    this.all.delete(ls);
+  }
+
+  sets(): IterableIterator<LabelSet<W>> {
+    return this.all.values();
+  }
+
+  clear(): void {
+    this.byHash.clear();
+    this.all.clear();
+  }
 }
 
 interface FamilyState<W> {
@@ -139,7 +196,7 @@ interface GroupState<W> {
   readonly freeBlocks: number[];
   /** End of the used part of the slab. */
   used: number;
-  readonly byKey: Map<string, LabelSet<W>>;
+  readonly index: LabelSetIndex<W>;
   /** The `otel_metric_overflow="true"` set (block 0): its series take what label sets beyond a family's budget contribute. */
   readonly overflow: LabelSet<W>;
 }
@@ -188,8 +245,7 @@ export interface StoreSnapshot<W = unknown> {
  * slab blocks it resolved to, so a point carrying an attributes object seen
  * before costs a WeakMap lookup and a few number updates in one block (the
  * block's owner token says the cached offset is still valid). A new object
- * costs reading its label values, joining them into the set's key and one
- * Map lookup per group. Attributes objects are treated as immutable once
+ * costs reading its label values, hashing them and one Map lookup per group. Attributes objects are treated as immutable once
  * consumed, as everywhere in the pipeline (processors build new objects;
  * nothing edits a point's attributes after handing the point on). A
  * point's label values are a function of its attributes object: the one
@@ -199,7 +255,7 @@ export interface StoreSnapshot<W = unknown> {
  *
  * Memory: no object per series. One {@link LabelSet} per distinct label
  * value list of a group: the values (strings shared with the attributes
- * they came from), their joined key, the owner's wire form, and a block of
+ * they came from), their hash, the owner's wire form, and a block of
  * numbers in the group's slab holding all the group's series with those
  * labels. The slab grows by doubling and does not shrink; freed blocks
  * are reused.
@@ -259,7 +315,7 @@ export class SeriesStore<W = unknown> {
         layout.push({ family: b.family, base: size, nCounts });
         size += nCounts === 0 ? COUNTER_FIELDS : F_COUNTS + nCounts;
       }
-      const overflow = new LabelSet<W>(overflowNames, overflowValues, valuesKey(overflowValues));
+      const overflow = new LabelSet<W>(overflowNames, overflowValues, hashValues(overflowValues));
       overflow.offset = 0;
       overflow.token = -1;
       const g: GroupState<W> = {
@@ -271,7 +327,7 @@ export class SeriesStore<W = unknown> {
         slab: new Float64Array(size * 64),
         freeBlocks: [],
         used: size, // block 0: the overflow set
-        byKey: new Map<string, LabelSet<W>>(),
+        index: new LabelSetIndex<W>(),
         overflow,
       };
       for (const l of layout) {
@@ -375,11 +431,11 @@ export class SeriesStore<W = unknown> {
    * unregistered one (registered when it gets its first series).
    */
   private labelSetOf(g: GroupState<W>, cached: LabelSet<W> | undefined, point: FlowPoint): LabelSet<W> {
-    if (cached !== undefined) return g.byKey.get(cached.key) ?? cached;
+    if (cached !== undefined) return g.index.find(cached.values, cached.hash) ?? cached;
     const names = g.group.labels;
     const values = g.group.values?.(point, this.schema.unknown) ?? labelValues(point, names, this.schema.unknown);
-    const key = valuesKey(values);
-    return g.byKey.get(key) ?? new LabelSet<W>(names, values, key);
+    const hash = hashValues(values);
+    return g.index.find(values, hash) ?? new LabelSet<W>(names, values, hash);
   }
 
   /**
@@ -404,7 +460,7 @@ export class SeriesStore<W = unknown> {
       this.nextToken = this.nextToken >= 0x3fffffff ? 1 : this.nextToken + 1;
       g.slab[ls.offset + B_OWNER] = ls.token;
       ls.id = this.freeIds.pop() ?? this.nextId++;
-      g.byKey.set(ls.key, ls);
+      g.index.add(ls);
     }
     fam.live++;
     ls.live++;
@@ -425,7 +481,7 @@ export class SeriesStore<W = unknown> {
       ls.offset = -1;
       this.freeIds.push(ls.id);
       ls.id = -1;
-      g.byKey.delete(ls.key);
+      g.index.delete(ls);
     }
   }
 
@@ -440,12 +496,12 @@ export class SeriesStore<W = unknown> {
   close(): void {
     this.closed = true;
     for (const g of this.groups) {
-      for (const ls of g.byKey.values()) {
+      for (const ls of g.index.sets()) {
         ls.offset = -1;
         ls.live = 0;
         ls.id = -1;
       }
-      g.byKey.clear();
+      g.index.clear();
       g.freeBlocks.length = 0;
       g.slab = new Float64Array(g.blockSize);
       g.used = g.blockSize;
@@ -499,7 +555,7 @@ export class SeriesStore<W = unknown> {
         if (this.delta) resetAccumulation(st, at, nCounts, nowMs);
       };
       // Removal during iteration is safe: a Map iterator skips deleted entries.
-      for (const ls of fam.group.byKey.values()) take(ls);
+      for (const ls of fam.group.index.sets()) take(ls);
       take(fam.group.overflow);
       if (len === 0) continue;
       families.push({

@@ -44,14 +44,14 @@ export interface TracesBatch {
 
 export { ERROR_TYPE } from './semconv.js';
 
+const DST = SemconvAttr.destinationPrefix;
+
 /**
  * Low-cardinality span name: `tcp connect {destination}:{port}` for the
  * client, `tcp accept {destination}:{port}` for the server, where the
  * destination is the service (FQDN) when the processor resolved one, else the
  * destination workload, else the destination address.
  */
-const DST = SemconvAttr.destinationPrefix;
-
 export function spanName(span: ConnectionSpan): string {
   const a = span.attributes;
   const e = span.event;

@@ -8,7 +8,10 @@
  * and N SERVER spans, each pair one trace with the SERVER span the CLIENT
  * span's child, exact bytes, the k8s identities of both ends, durations equal
  * to the connection's life as the access log records it, and an ERROR span
- * with its reason per refused connect.
+ * with its reason per refused connect. The same connections as metrics in
+ * the semconv schema: semantic-convention names and units, exact counts and
+ * bytes, `error.type` of the refused connects, durations in seconds equal to
+ * the spans'.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
@@ -20,7 +23,7 @@ import { packageRoot } from '../../src/paths.js';
 import { FakeApiServer } from '../helpers/fakeApiServer.js';
 import { attachedProgramIds, kernelSkipReason } from '../helpers/kernel.js';
 import { createPodNetwork, killAllPeers, startPeer, type PodNetwork } from '../helpers/netns.js';
-import { OtlpReceiver, type ReceivedSpan } from '../helpers/otlpReceiver.js';
+import { OtlpReceiver, type ReceivedPoint, type ReceivedSpan } from '../helpers/otlpReceiver.js';
 import { freePort, waitFor } from '../helpers/prometheusServer.js';
 import { namespace, pod } from '../processor/k8s_attributes/fixtures.js';
 
@@ -88,6 +91,13 @@ exporters:
     tls: { insecure: true }
     compression: none
     sending_queue: { batch: { flush_timeout: 100ms, min_size: 64 } }
+  # The semantic-convention schema on OTLP, fed by the same connections.
+  otlp/semconv:
+    endpoint: ${otlp.endpoint}
+    tls: { insecure: true }
+    compression: none
+    export_interval: 300ms
+    schema: semconv
   debug: {}
 extensions:
   health_check:
@@ -97,6 +107,7 @@ service:
   pipelines:
     traces: { receivers: [ebpf], processors: [k8s_attributes], exporters: [otlp, debug] }
     logs: { receivers: [ebpf], processors: [k8s_attributes], exporters: [otlp] }
+    metrics: { receivers: [ebpf], processors: [k8s_attributes], exporters: [otlp/semconv] }
 `,
     );
     agent = spawn(process.execPath, [MAIN, '--config', config], { env: { ...process.env, KUBECONFIG: kubeconfig }, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -237,5 +248,52 @@ service:
     const lines = stdout.split('\n').filter((l) => l.startsWith('span: ') && l.includes(`dst.addr=${httpbin.ipv4}:`));
     assert.equal(lines.length, 2 * N + REFUSED, 'one debug line per span');
     for (const c of clients) assert.equal(lines.filter((l) => l.includes(`trace_id=${c.traceId}`)).length, 2, 'both spans of a trace on the console');
+
+    // The same connections in the semconv metrics (cumulative; the newest point of each series).
+    const mine = (p: ReceivedPoint): boolean => p.attributes['destination.k8s.pod.name'] === HTTPBIN_POD && p.attributes['client.service.name'] === 'sleep';
+    const latest = (metric: string, reporter: string, extra: Record<string, unknown> = {}): ReceivedPoint | undefined =>
+      otlp!
+        .points()
+        .filter((p) => p.metric === metric && mine(p) && p.attributes['kmesh.reporter'] === reporter && Object.entries(extra).every(([k, v]) => p.attributes[k] === v))
+        .at(-1);
+    await waitFor(
+      'semconv metrics of every connection',
+      () => (latest('kmesh.tcp.connection.duration', 'destination')?.value === N && latest('kmesh.tcp.connection.failed', 'source')?.value === REFUSED ? true : undefined),
+      10_000,
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}; got ${JSON.stringify(otlp!.points().filter(mine).map((p) => [p.metric, p.attributes['kmesh.reporter'], p.value]))}`);
+    });
+    const identity = {
+      'client.service.name': 'sleep',
+      'server.service.name': 'httpbin',
+      'source.k8s.namespace.name': 'default',
+      'destination.k8s.namespace.name': 'default',
+      'destination.address': httpbin.ipv4,
+      'network.transport': 'tcp',
+    };
+    for (const [metric, reporter, value, unit] of [
+      ['kmesh.tcp.connection.opened', 'source', N, '{connection}'],
+      ['kmesh.tcp.connection.closed', 'destination', N, '{connection}'],
+      ['kmesh.tcp.sent', 'source', N * REQUEST, 'By'],
+      ['kmesh.tcp.received', 'source', N * RESPONSE, 'By'],
+      ['kmesh.tcp.sent', 'destination', N * RESPONSE, 'By'],
+      ['kmesh.tcp.received', 'destination', N * REQUEST, 'By'],
+    ] as const) {
+      const p = latest(metric, reporter);
+      assert.ok(p !== undefined, `${metric} (${reporter}) exported`);
+      assert.equal(p.value, value, `${metric} (${reporter}): exact`);
+      assert.equal(p.unit, unit, `${metric}: unit in the metadata`);
+      for (const [k, v] of Object.entries(identity)) assert.equal(p.attributes[k], v, `${metric} (${reporter}): ${k}`);
+    }
+    const refusedPoint = latest('kmesh.tcp.connection.failed', 'source')!;
+    assert.equal(refusedPoint.attributes['error.type'], 'ECONNREFUSED', 'the refused connects by their error.type');
+    for (const [reporter, side] of [['source', clients], ['destination', servers]] as const) {
+      const d = latest('kmesh.tcp.connection.duration', reporter)!;
+      assert.equal(d.unit, 's');
+      assert.equal(d.value, N, `${reporter}: one duration per connection`);
+      const spanSeconds = side.reduce((sum, x) => sum + Number(ns(x.endTimeUnixNano) - ns(x.startTimeUnixNano)) / 1e9, 0);
+      assert.ok(Math.abs(d.sum! - spanSeconds) < 1e-6, `${reporter}: durations in seconds, equal to the spans' (${d.sum} vs ${spanSeconds})`);
+    }
+    assert.ok(!otlp!.points().some((p) => p.metric.startsWith('kmesh_tcp_')), 'the semconv exporter sends no Kmesh-named family');
   });
 });
