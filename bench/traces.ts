@@ -5,13 +5,15 @@
  *    aggregation) with spans built for every close (ids from the ISN pair,
  *    sampling at ratio 1) against the same path without a traces pipeline,
  *    on one core, synthetic ringbuf-sized batches of closes. Runs alternate.
- * 2. `traces.otlp_spans_per_sec`: connection spans mapped to SDK spans and
- *    exported over OTLP/gRPC by the otlp exporter (default config: gzip,
- *    batch 512, queue 10,000) to a counting OTLP/gRPC receiver
- *    (bench/lib/countingLogsReceiver.ts) in the same process, against the
- *    access-log records of the same connections through the same exporter:
- *    spans/s vs records/s, runs alternating. One process, so the receiver's
- *    CPU is charged too: a lower bound.
+ * 2. `traces.otlp_spans_per_sec`: connection spans built (ids from the ISN
+ *    pair) and exported over OTLP/gRPC by the otlp exporter (default config:
+ *    gzip, batch 512, queue 10,000) to a counting OTLP/gRPC receiver
+ *    (bench/lib/countingLogsReceiver.ts) in the same process, by the direct
+ *    span encoder (the default) against the SDK path (toReadableSpan,
+ *    BatchSpanProcessor, the SDK serializer) of the same exporter, runs
+ *    alternating; `traces.otlp_spans_vs_logs`: the same spans against the
+ *    access-log records of the same connections through the same exporter.
+ *    One process, so the receiver's CPU is charged too: a lower bound.
  * 3. `traces.agent_cpu`: the real agent (CLI, ebpf at the cgroup-v2 root,
  *    metrics pipeline) with a traces pipeline to the counting receiver
  *    against the same agent without it, at a fixed loopback connection rate
@@ -25,7 +27,7 @@ import { readFileSync } from 'node:fs';
 import type { Host } from '../src/component/component.js';
 import { otlpExporterFactory } from '../src/exporters/otlp/factory.js';
 import type { OtlpLogsExporter } from '../src/exporters/otlp/OtlpLogsExporter.js';
-import type { OtlpTracesExporter } from '../src/exporters/otlp/OtlpTracesExporter.js';
+import { OtlpTracesExporter } from '../src/exporters/otlp/OtlpTracesExporter.js';
 import type { ConnectionEvent } from '../src/model/connection.js';
 import type { AccessLogEntry } from '../src/model/logs.js';
 import { ConnectionTraceIds } from '../src/model/traceIds.js';
@@ -40,7 +42,7 @@ import { runChurn } from './lib/loadgen.js';
 import { figure, type BenchContext, type Figure } from './lib/types.js';
 
 export const title = 'Traces: connection spans built, exported, and what they cost the agent';
-export const budgetSeconds = 150;
+export const budgetSeconds = 200;
 
 const PER_BATCH = 7700;
 const BATCHES = 16;
@@ -112,20 +114,25 @@ const ATTRS = { 'source.k8s.pod.name': 'sleep-7656cf8794-9v2gv', 'destination.k8
  * Items/s from the first consumeX to the receiver counting all `total`:
  * pushed in batches of 1,000 while the exporter's queue has room.
  */
-async function exportRate(kind: 'spans' | 'logs', rx: CountingLogsReceiver, total: number): Promise<number> {
+async function exportRate(kind: 'spans' | 'spans_sdk' | 'logs', rx: CountingLogsReceiver, total: number): Promise<number> {
   const ids = new ConnectionTraceIds();
   const cfg = otlpExporterFactory.configSchema.parse({ endpoint: rx.endpoint, tls: { insecure: true } });
   const settings = testSettings(`otlp/${kind}`);
-  const exp = (kind === 'spans' ? otlpExporterFactory.createTraces!(settings, cfg) : otlpExporterFactory.createLogs!(settings, cfg)) as OtlpTracesExporter | OtlpLogsExporter;
+  const exp =
+    kind === 'logs'
+      ? (otlpExporterFactory.createLogs!(settings, cfg) as OtlpLogsExporter)
+      : kind === 'spans'
+        ? (otlpExporterFactory.createTraces!(settings, cfg) as OtlpTracesExporter)
+        : new OtlpTracesExporter(settings, cfg, 'grpc', Math.random, 'sdk');
   await exp.start(host);
-  const count = (): number => (kind === 'spans' ? rx.spans : rx.records);
+  const count = (): number => (kind === 'logs' ? rx.records : rx.spans);
   const before = count();
   const start = process.hrtime.bigint();
   const deadline = Date.now() + 60_000;
   for (let i = 0; i < total; i += 1000) {
     while (exp.queued > 9000 && Date.now() < deadline) await sleep(1);
     const events = Array.from({ length: Math.min(1000, total - i) }, (_, k) => event(i + k));
-    if (kind === 'spans') {
+    if (kind !== 'logs') {
       const spans: ConnectionSpan[] = events.map((e) => ({
         event: e, context: ids.forEvent(e)!, kind: e.direction === 'OUTBOUND' ? 'CLIENT' : 'SERVER', attributes: ATTRS,
         startUnixNano: e.timeUnixNano - 3_000_000n, endUnixNano: e.timeUnixNano, observedUnixNano: e.timeUnixNano,
@@ -144,11 +151,16 @@ async function exportRate(kind: 'spans' | 'logs', rx: CountingLogsReceiver, tota
   return total / secs;
 }
 
-/** utime + stime of a process, seconds. */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+/** utime + stime of a process (or, with `tid`, of one of its threads), seconds. */
+function cpuSeconds(pid: number, tid?: number): number {
+  const stat = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
 export async function run(ctx: BenchContext): Promise<Figure[]> {
@@ -180,28 +192,43 @@ export async function run(ctx: BenchContext): Promise<Figure[]> {
     }),
   );
 
-  // 2. OTLP export, spans vs access-log records of the same connections.
+  // 2. OTLP export: the direct encoder vs the SDK path, and spans vs access-log records of the same connections.
   const rx = await CountingLogsReceiver.start();
   ctx.onCleanup(() => rx.stop());
-  const total = ctx.quick ? 20_000 : 100_000;
+  const total = ctx.quick ? 20_000 : 50_000;
   const spansRuns: number[] = [];
+  const sdkRuns: number[] = [];
   const logsRuns: number[] = [];
   for (let i = 0; i < runs; i++) {
     spansRuns.push(await exportRate('spans', rx, total));
+    sdkRuns.push(await exportRate('spans_sdk', rx, total));
     logsRuns.push(await exportRate('logs', rx, total));
-    ctx.log(`traces otlp run ${i + 1}/${runs}: ${(spansRuns[i]! / 1e3).toFixed(1)}k spans/s, ${(logsRuns[i]! / 1e3).toFixed(1)}k log records/s`);
+    ctx.log(
+      `traces otlp run ${i + 1}/${runs}: ${(spansRuns[i]! / 1e3).toFixed(1)}k spans/s direct, ${(sdkRuns[i]! / 1e3).toFixed(1)}k spans/s SDK, ` +
+        `${(logsRuns[i]! / 1e3).toFixed(1)}k log records/s`,
+    );
   }
+  const exportNotes =
+    `${total.toLocaleString('en-US')} per run, each span with five k8s identity attributes and ids derived from its ISN pair ` +
+    'in the loop, from consumeTraces until a counting OTLP/gRPC receiver (protobuf wire walk, no decode) has them all; gzip, ' +
+    'batch 512, queue 10,000, num_consumers 10 (the SDK path: its BatchSpanProcessor, one export in flight). Exporter and ' +
+    'receiver share this process (on this 2-core machine the receiver is not pinned away): a lower bound. Runs alternate.';
   figures.push(
     figure({
       id: 'traces.otlp_spans_per_sec',
-      title: 'connection spans built and exported over OTLP/gRPC (otlp exporter, defaults)',
+      title: 'connection spans built and exported over OTLP/gRPC: direct span encoder vs the SDK path',
       unit: 'spans/s',
       runs: spansRuns,
-      comparison: { title: 'access-log records of the same connections through the same exporter (records/s)', runs: logsRuns },
-      notes:
-        `${total.toLocaleString('en-US')} spans per run, with five k8s identity attributes each, from consumeTraces until a ` +
-        'counting OTLP/gRPC receiver (protobuf wire walk, no decode) has them all; gzip, batch 512, queue 10,000. ' +
-        'Exporter and receiver share this process (on this 2-core machine the receiver is not pinned away): a lower bound.',
+      comparison: { title: 'the SDK path (toReadableSpan, BatchSpanProcessor, ProtobufTraceSerializer), same exporter', runs: sdkRuns },
+      notes: exportNotes,
+    }),
+    figure({
+      id: 'traces.otlp_spans_vs_logs',
+      title: 'connection spans vs access-log records of the same connections, both direct, over OTLP/gRPC',
+      unit: 'spans/s',
+      runs: spansRuns,
+      comparison: { title: 'access-log records through the same exporter (records/s)', runs: logsRuns },
+      notes: exportNotes,
     }),
   );
 
@@ -214,6 +241,9 @@ export async function run(ctx: BenchContext): Promise<Figure[]> {
   const seconds = ctx.quick ? 3 : 6;
   const cpuOn: number[] = [];
   const cpuOff: number[] = [];
+  // The main (JavaScript) thread's share: the rest is V8's GC helpers, libuv's workers (gzip) and the addon.
+  const mainOn: number[] = [];
+  const mainOff: number[] = [];
   const agentRuns = ctx.quick ? 1 : 3;
   let spansSeen = 0;
   for (let i = 0; i < agentRuns; i++) {
@@ -222,11 +252,13 @@ export async function run(ctx: BenchContext): Promise<Figure[]> {
       try {
         await sleep(500);
         const before = cpuSeconds(agent.pid);
+        const mainBefore = cpuSeconds(agent.pid, agent.pid);
         const spansBefore = rx.spans;
         const churn = await runChurn({ seconds, rate, clients: 4, servers: 4, ports: 4 });
         await sleep(1500); // the last drain and export
         const cpu = (cpuSeconds(agent.pid) - before) / churn.seconds;
         (traces ? cpuOn : cpuOff).push(cpu);
+        (traces ? mainOn : mainOff).push((cpuSeconds(agent.pid, agent.pid) - mainBefore) / churn.seconds);
         if (traces) spansSeen = rx.spans - spansBefore;
         ctx.log(`traces agent run ${i + 1}/${agentRuns} traces=${traces}: ${churn.rate.toFixed(0)} conn/s, agent CPU ${(cpu * 100).toFixed(1)} %${traces ? `, ${spansSeen} spans` : ''}`);
       } finally {
@@ -246,6 +278,8 @@ export async function run(ctx: BenchContext): Promise<Figure[]> {
         `(ebpf -> k8s_attributes -> otlp, sampling 1) to the counting OTLP/gRPC receiver, against the same agent without it; ` +
         `loadgen churn at ${rate} connections/s for ${seconds} s (two sockets, so two spans, per connection; the last traces ` +
         `run delivered ${spansSeen} spans), agent utime+stime over the churn plus 1.5 s, divided by the churn's seconds. ` +
+        `Main (JavaScript) thread alone: ${median(mainOn).toFixed(3)} CPU s/s with traces, ${median(mainOff).toFixed(3)} without ` +
+        '(the rest: V8 GC helper threads, libuv workers doing gzip, the addon). ' +
         'Other processes on the machine (the whole node is traced) add their connections to both. Runs alternate.',
     }),
   );

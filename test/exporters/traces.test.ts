@@ -7,7 +7,7 @@ import type { Host } from '../../src/component/component.js';
 import { debugExporterFactory } from '../../src/exporters/debug/factory.js';
 import { formatSpanLine } from '../../src/exporters/debug/DebugTracesExporter.js';
 import { otlpExporterFactory, otlpHttpExporterFactory } from '../../src/exporters/otlp/factory.js';
-import { toReadableSpan, type OtlpTracesExporter } from '../../src/exporters/otlp/OtlpTracesExporter.js';
+import { OtlpTracesExporter, toReadableSpan } from '../../src/exporters/otlp/OtlpTracesExporter.js';
 import { DebugTracesExporter } from '../../src/exporters/debug/DebugTracesExporter.js';
 import { ConnectionTraceIds } from '../../src/model/traceIds.js';
 import { connectionSpanAttributes, spanName, type ConnectionSpan } from '../../src/model/traces.js';
@@ -121,22 +121,26 @@ describe('otlp traces export (real gRPC and HTTP receivers decoding the protobuf
     await http.stop();
   });
 
-  for (const protocol of ['grpc', 'http'] as const) {
-    it(`${protocol}: every span arrives once with its ids, kind, parent, times, status and attributes; sent counted`, async () => {
+  for (const [protocol, encoding] of [['grpc', 'direct'], ['http', 'direct'], ['grpc', 'sdk'], ['http', 'sdk']] as const) {
+    it(`${protocol}, ${encoding} encoding: every span arrives once with its ids, kind, parent, times, status and attributes; sent counted`, async () => {
       const settings = testSettings(protocol === 'grpc' ? 'otlp' : 'otlp_http');
-      const exp = (
-        protocol === 'grpc'
-          ? otlpExporterFactory.createTraces!(settings, otlpExporterFactory.configSchema.parse({ endpoint: rx.endpoint, tls: { insecure: true }, sending_queue: { batch: { flush_timeout: '50ms' } } }))
-          : otlpHttpExporterFactory.createTraces!(settings, otlpHttpExporterFactory.configSchema.parse({ endpoint: http.endpoint, sending_queue: { batch: { flush_timeout: '50ms' } } }))
-      ) as OtlpTracesExporter;
+      const grpcConfig = otlpExporterFactory.configSchema.parse({ endpoint: rx.endpoint, tls: { insecure: true }, sending_queue: { batch: { flush_timeout: '50ms' } } });
+      const httpConfig = otlpHttpExporterFactory.configSchema.parse({ endpoint: http.endpoint, sending_queue: { batch: { flush_timeout: '50ms' } } });
+      const config = protocol === 'grpc' ? grpcConfig : httpConfig;
+      // The factories build the default (direct) exporter; the SDK reference path is built by hand.
+      const exp =
+        encoding === 'sdk'
+          ? new OtlpTracesExporter(settings, config, protocol, Math.random, 'sdk')
+          : ((protocol === 'grpc' ? otlpExporterFactory.createTraces!(settings, grpcConfig) : otlpHttpExporterFactory.createTraces!(settings, httpConfig)) as OtlpTracesExporter);
+      const before = (protocol === 'grpc' ? rx : http).spans().length;
       const sink = protocol === 'grpc' ? rx : http;
       await exp.start(host);
       try {
         exp.consumeTraces({ spans: [client, server, failed] });
-        await waitFor(() => sink.spans().length >= 3, 10_000, 'three spans');
+        await waitFor(() => sink.spans().length >= before + 3, 10_000, 'three spans');
         // The export completes when the response is back (after the receiver recorded the request).
         await waitFor(() => exp.queued === 0, 10_000, 'the export to complete');
-        const got = sink.spans();
+        const got = sink.spans().slice(before);
         assert.equal(got.length, 3);
         const [c, s, f] = got as [(typeof got)[0], (typeof got)[0], (typeof got)[0]];
         assert.equal(c.traceId, client.context.traceId);
