@@ -8,6 +8,7 @@ import type { OtlpCommonConfig } from './config.js';
 import { ConcurrentBatcher, type BatchExporter } from './ConcurrentBatcher.js';
 import { ConnectionSpanEncoder, SPAN_SCOPE } from './encoding/SpansEncoder.js';
 import { hrTimeOfUnixNano } from './logRecord.js';
+import { LossLog } from '../../telemetry/LossLog.js';
 import { Retrier } from './retry.js';
 import { QUEUE_CAPACITY_GAUGE, QUEUE_SIZE_GAUGE } from './selfMetrics.js';
 import { OtlpTransport, type EncodedExporter, type EncodedRequest, type OtlpProtocol } from './transport.js';
@@ -54,14 +55,14 @@ class RetryingCountingSpanExporter implements SpanExporter {
   constructor(
     private readonly inner: SpanExporter,
     private readonly retrier: Retrier,
-    private readonly onDone: (count: number, ok: boolean) => void,
+    private readonly onDone: (count: number, ok: boolean, error?: Error) => void,
   ) {}
 
   export(spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
     this.retrier.run(
       (cb) => this.inner.export(spans, cb),
       (result) => {
-        this.onDone(spans.length, result.code === ExportResultCode.SUCCESS);
+        this.onDone(spans.length, result.code === ExportResultCode.SUCCESS, result.error);
         resultCallback(result);
       },
     );
@@ -95,7 +96,7 @@ class EncodingSpanExporter implements BatchExporter<ConnectionSpan> {
     private readonly inner: EncodedExporter,
     private readonly retrier: Retrier,
     private readonly resource: Resource,
-    private readonly onDone: (count: number, ok: boolean) => void,
+    private readonly onDone: (count: number, ok: boolean, error?: Error) => void,
     private readonly onEncodeError: (err: unknown) => void,
   ) {}
 
@@ -106,14 +107,14 @@ class EncodingSpanExporter implements BatchExporter<ConnectionSpan> {
         request = this.encoder.encode(spans);
       } catch (err) {
         this.onEncodeError(err);
-        this.onDone(spans.length, false);
+        this.onDone(spans.length, false, err as Error);
         resultCallback({ code: ExportResultCode.FAILED, error: err as Error });
         return;
       }
       this.retrier.run(
         (cb) => this.inner.export(request, cb),
         (result) => {
-          this.onDone(spans.length, result.code === ExportResultCode.SUCCESS);
+          this.onDone(spans.length, result.code === ExportResultCode.SUCCESS, result.error);
           resultCallback(result);
         },
       );
@@ -172,6 +173,8 @@ export class OtlpTracesExporter implements TracesExporter {
   private readonly sent: Counter;
   private readonly failed: Counter;
   private readonly dropped: Counter;
+  /** Failures and drops, logged rate-limited with their counts (as for the other signals). */
+  private readonly losses: LossLog;
   private readonly transport: OtlpTransport;
 
   constructor(
@@ -188,6 +191,10 @@ export class OtlpTracesExporter implements TracesExporter {
     this.sent = t.counter('exporter_sent_spans', 'Spans the exporter delivered');
     this.failed = t.counter('exporter_send_failed_spans', 'Spans in export requests that failed after retries');
     this.dropped = t.counter('exporter_dropped_spans', 'Spans the exporter dropped (queue full, or shut down)');
+    // Loss series exist from start-up at 0 ("no loss" is a value to alert on).
+    this.failed.add(0, this.attrs);
+    this.dropped.add(0, this.attrs);
+    this.losses = new LossLog(settings.logger, t, { ...this.attrs, signal: 'traces' }, ['export_failed', 'queue_full', 'shut_down']);
     t.gauge(QUEUE_SIZE_GAUGE.name, QUEUE_SIZE_GAUGE.description, () => (this.stopped ? [] : [[this.inFlight, { ...this.attrs, signal: 'traces' }]]));
     t.gauge(QUEUE_CAPACITY_GAUGE.name, QUEUE_CAPACITY_GAUGE.description, () =>
       this.stopped ? [] : [[this.config.sending_queue.queue_size, { ...this.attrs, signal: 'traces' }]],
@@ -200,10 +207,13 @@ export class OtlpTracesExporter implements TracesExporter {
     this.started = true;
     const c = this.config;
     const q = c.sending_queue;
-    const onDone = (n: number, ok: boolean): void => {
+    const onDone = (n: number, ok: boolean, error?: Error): void => {
       this.inFlight -= n;
       if (ok) this.sent.add(n, this.attrs);
-      else this.failed.add(n, this.attrs);
+      else {
+        this.failed.add(n, this.attrs);
+        this.losses.record('export_failed', n, { endpoint: this.config.endpoint, err: error?.message });
+      }
     };
     const retrier = new Retrier(c.retry_on_failure, this.random);
     // A batch closes at min_size spans (max_size when only that is set), or
@@ -241,7 +251,10 @@ export class OtlpTracesExporter implements TracesExporter {
   consumeTraces(batch: TracesBatch): void {
     const { batcher, processor } = this;
     if (this.stopped || (batcher === undefined && processor === undefined)) {
-      if (batch.spans.length > 0) this.dropped.add(batch.spans.length, this.attrs);
+      if (batch.spans.length > 0) {
+        this.dropped.add(batch.spans.length, this.attrs);
+        this.losses.record('shut_down', batch.spans.length);
+      }
       return;
     }
     const cap = this.config.sending_queue.queue_size;
@@ -255,7 +268,10 @@ export class OtlpTracesExporter implements TracesExporter {
       if (batcher !== undefined) batcher.add(span);
       else processor!.onEnd(toReadableSpan(span, this.settings.resource));
     }
-    if (dropped > 0) this.dropped.add(dropped, this.attrs);
+    if (dropped > 0) {
+      this.dropped.add(dropped, this.attrs);
+      this.losses.record('queue_full', dropped, { queue_size: cap });
+    }
   }
 
   /** Exports everything queued now. */
@@ -269,6 +285,11 @@ export class OtlpTracesExporter implements TracesExporter {
     return this.inFlight;
   }
 
+  /** What a shutdown cut short by the grace period loses: the spans not yet delivered or failed. */
+  unflushed(): Record<string, number> {
+    return { spans: this.inFlight };
+  }
+
   shutdown(): Promise<void> {
     this.shutdownPromise ??= (async () => {
       this.stopped = true;
@@ -277,6 +298,7 @@ export class OtlpTracesExporter implements TracesExporter {
       const warn = (err: unknown): void => this.settings.logger.warn({ err }, 'otlp traces exporter shutdown');
       await this.batcher?.shutdown().catch(warn);
       await this.processor?.shutdown().catch(warn);
+      this.losses.close();
     })();
     return this.shutdownPromise;
   }
