@@ -1,125 +1,23 @@
 import type { Counter } from '@opentelemetry/api';
-import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import {
   LoggerProvider,
-  type LogRecordExporter,
   type ReadableLogRecord,
 } from '@opentelemetry/sdk-logs';
 import type { Logger } from '@opentelemetry/api';
 import type { CreateSettings, Host, LogsExporter } from '../../component/component.js';
-import type { Resource } from '@opentelemetry/resources';
 import type { AccessLogEntry, LogsBatch } from '../../model/logs.js';
 import { LossLog } from '../../telemetry/LossLog.js';
 import type { OtlpCommonConfig } from './config.js';
 import { ConcurrentBatchLogRecordProcessor } from './ConcurrentBatchLogRecordProcessor.js';
-import { ConcurrentBatcher, type BatchExporter, type ConcurrentBatchOptions } from './ConcurrentBatcher.js';
+import { ConcurrentBatcher, type ConcurrentBatchOptions } from './ConcurrentBatcher.js';
 import { AccessLogEncoder } from './encoding/LogsEncoder.js';
+import { EncodingExporter, RetryingCountingExporter } from './exportWrappers.js';
 import { Retrier } from './retry.js';
 import { QUEUE_CAPACITY_GAUGE, QUEUE_SIZE_GAUGE } from './selfMetrics.js';
-import { OtlpTransport, type EncodedExporter, type EncodedRequest, type OtlpProtocol } from './transport.js';
+import { OtlpTransport, type OtlpProtocol } from './transport.js';
 import { toLogRecord } from './logRecord.js';
 import type { MetricSchema } from '../../metrics/schema.js';
 import { schemaByName } from '../../metrics/schemas/registry.js';
-
-/**
- * Wraps the OTLP log exporter: retries a failed batch (`retry_on_failure`,
- * see {@link Retrier}), counts sent / failed records, and reports completion
- * so the queue can account for records in flight. Stopping cancels pending
- * retries (a shutdown with a dead backend takes one attempt, bounded by
- * `timeout`).
- */
-class RetryingCountingLogExporter implements LogRecordExporter {
-  constructor(
-    private readonly inner: LogRecordExporter,
-    private readonly retrier: Retrier,
-    private readonly onDone: (count: number, ok: boolean, error?: Error) => void,
-  ) {}
-
-  export(records: ReadableLogRecord[], resultCallback: (result: ExportResult) => void): void {
-    this.retrier.run(
-      (cb) => this.inner.export(records, cb),
-      (result) => {
-        this.onDone(records.length, result.code === ExportResultCode.SUCCESS, result.error);
-        resultCallback(result);
-      },
-    );
-  }
-
-  /** Stops retrying: pending retries fail now, later failures are final. */
-  stop(): void {
-    this.retrier.stop();
-  }
-
-  forceFlush(): Promise<void> {
-    return this.inner.forceFlush?.() ?? Promise.resolve();
-  }
-
-  shutdown(): Promise<void> {
-    this.stop();
-    return this.inner.shutdown();
-  }
-}
-
-/**
- * The direct path's exporter: encodes a batch of entries once
- * ({@link AccessLogEncoder}), then sends those bytes with retries
- * (`retry_on_failure`, {@link Retrier}); counts and reports completion as
- * {@link RetryingCountingLogExporter} does. A batch that cannot be encoded
- * (a bug, not bad input: the encoder takes any attribute value) fails and
- * is counted, never thrown.
- */
-class EncodingLogExporter implements BatchExporter<AccessLogEntry> {
-  constructor(
-    private readonly encoder: AccessLogEncoder,
-    private readonly inner: EncodedExporter,
-    private readonly retrier: Retrier,
-    private readonly resource: Resource,
-    private readonly onDone: (count: number, ok: boolean, error?: Error) => void,
-    private readonly onEncodeError: (err: unknown) => void,
-  ) {}
-
-  export(entries: AccessLogEntry[], resultCallback: (result: ExportResult) => void): void {
-    const send = (): void => {
-      let request: EncodedRequest;
-      try {
-        request = this.encoder.encode(entries);
-      } catch (err) {
-        this.onEncodeError(err);
-        this.onDone(entries.length, false, err as Error);
-        resultCallback({ code: ExportResultCode.FAILED, error: err as Error });
-        return;
-      }
-      // Retries resend the same bytes.
-      this.retrier.run(
-        (cb) => this.inner.export(request, cb),
-        (result) => {
-          this.onDone(entries.length, result.code === ExportResultCode.SUCCESS, result.error);
-          resultCallback(result);
-        },
-      );
-    };
-    // Resource detectors may still be resolving attributes; the encoder must
-    // see the final ones (as the SDK's batch processors wait for them).
-    if (this.resource.asyncAttributesPending && this.resource.waitForAsyncAttributes !== undefined) {
-      this.resource.waitForAsyncAttributes().then(send, send);
-    } else {
-      send();
-    }
-  }
-
-  stop(): void {
-    this.retrier.stop();
-  }
-
-  forceFlush(): Promise<void> {
-    return this.inner.forceFlush();
-  }
-
-  shutdown(): Promise<void> {
-    this.stop();
-    return this.inner.shutdown();
-  }
-}
 
 /**
  * How access-log entries become OTLP requests:
@@ -146,7 +44,7 @@ export type LogsEncoding = 'direct' | 'sdk';
 export class OtlpLogsExporter implements LogsExporter {
   private provider: LoggerProvider | undefined;
   private logger: Logger | undefined;
-  private wrapper: RetryingCountingLogExporter | EncodingLogExporter | undefined;
+  private wrapper: RetryingCountingExporter<ReadableLogRecord> | EncodingExporter<AccessLogEntry> | undefined;
   /** The direct path's batcher (encoding `direct`). */
   private batcher: ConcurrentBatcher<AccessLogEntry> | undefined;
   private started = false;
@@ -217,7 +115,7 @@ export class OtlpLogsExporter implements LogsExporter {
     };
     const retrier = new Retrier(c.retry_on_failure, this.random);
     if (this.encoding === 'direct') {
-      const wrapper = new EncodingLogExporter(
+      const wrapper = new EncodingExporter<AccessLogEntry>(
         new AccessLogEncoder(this.settings.resource, undefined, this.accessLog),
         this.transport.encodedExporter('logs'),
         retrier,
@@ -229,7 +127,7 @@ export class OtlpLogsExporter implements LogsExporter {
       this.batcher = new ConcurrentBatcher(wrapper, options);
       return;
     }
-    this.wrapper = new RetryingCountingLogExporter(this.transport.logExporter(), retrier, onDone);
+    this.wrapper = new RetryingCountingExporter<ReadableLogRecord>(this.transport.logExporter(), retrier, onDone);
     const processor = new ConcurrentBatchLogRecordProcessor(this.wrapper, options);
     this.provider = new LoggerProvider({ resource: this.settings.resource, processors: [processor] });
     this.logger = this.provider.getLogger('kmesh-otel');

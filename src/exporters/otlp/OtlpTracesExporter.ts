@@ -1,17 +1,17 @@
 import { SpanKind, SpanStatusCode, TraceFlags, type Counter, type HrTime, type SpanContext } from '@opentelemetry/api';
-import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import type { Resource } from '@opentelemetry/resources';
-import { BatchSpanProcessor, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace';
+import { BatchSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import type { CreateSettings, Host, TracesExporter } from '../../component/component.js';
 import { connectionSpanAttributes, ERROR_TYPE, spanName, type ConnectionSpan, type TracesBatch } from '../../model/traces.js';
 import type { OtlpCommonConfig } from './config.js';
-import { ConcurrentBatcher, type BatchExporter } from './ConcurrentBatcher.js';
+import { ConcurrentBatcher } from './ConcurrentBatcher.js';
 import { ConnectionSpanEncoder, SPAN_SCOPE } from './encoding/SpansEncoder.js';
 import { hrTimeOfUnixNano } from './logRecord.js';
 import { LossLog } from '../../telemetry/LossLog.js';
+import { EncodingExporter, RetryingCountingExporter } from './exportWrappers.js';
 import { Retrier } from './retry.js';
 import { QUEUE_CAPACITY_GAUGE, QUEUE_SIZE_GAUGE } from './selfMetrics.js';
-import { OtlpTransport, type EncodedExporter, type EncodedRequest, type OtlpProtocol } from './transport.js';
+import { OtlpTransport, type OtlpProtocol } from './transport.js';
 
 const SCOPE = SPAN_SCOPE;
 
@@ -50,94 +50,6 @@ export function toReadableSpan(span: ConnectionSpan, resource: Resource): Readab
   };
 }
 
-/** Retries a failed batch and reports completion, as the logs exporter's wrapper does. */
-class RetryingCountingSpanExporter implements SpanExporter {
-  constructor(
-    private readonly inner: SpanExporter,
-    private readonly retrier: Retrier,
-    private readonly onDone: (count: number, ok: boolean, error?: Error) => void,
-  ) {}
-
-  export(spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
-    this.retrier.run(
-      (cb) => this.inner.export(spans, cb),
-      (result) => {
-        this.onDone(spans.length, result.code === ExportResultCode.SUCCESS, result.error);
-        resultCallback(result);
-      },
-    );
-  }
-
-  stop(): void {
-    this.retrier.stop();
-  }
-
-  forceFlush(): Promise<void> {
-    return this.inner.forceFlush?.() ?? Promise.resolve();
-  }
-
-  shutdown(): Promise<void> {
-    this.stop();
-    return this.inner.shutdown();
-  }
-}
-
-/**
- * The direct path's exporter: encodes a batch of spans once
- * ({@link ConnectionSpanEncoder}), then sends those bytes with retries
- * (`retry_on_failure`, {@link Retrier}; a retry resends the same bytes) and
- * reports completion as {@link RetryingCountingSpanExporter} does. A batch
- * that cannot be encoded (a bug, not bad input: the encoder takes any
- * attribute value) fails and is counted, never thrown.
- */
-class EncodingSpanExporter implements BatchExporter<ConnectionSpan> {
-  constructor(
-    private readonly encoder: ConnectionSpanEncoder,
-    private readonly inner: EncodedExporter,
-    private readonly retrier: Retrier,
-    private readonly resource: Resource,
-    private readonly onDone: (count: number, ok: boolean, error?: Error) => void,
-    private readonly onEncodeError: (err: unknown) => void,
-  ) {}
-
-  export(spans: ConnectionSpan[], resultCallback: (result: ExportResult) => void): void {
-    const send = (): void => {
-      let request: EncodedRequest;
-      try {
-        request = this.encoder.encode(spans);
-      } catch (err) {
-        this.onEncodeError(err);
-        this.onDone(spans.length, false, err as Error);
-        resultCallback({ code: ExportResultCode.FAILED, error: err as Error });
-        return;
-      }
-      this.retrier.run(
-        (cb) => this.inner.export(request, cb),
-        (result) => {
-          this.onDone(spans.length, result.code === ExportResultCode.SUCCESS, result.error);
-          resultCallback(result);
-        },
-      );
-    };
-    // Resource detectors may still be resolving attributes; the encoder must
-    // see the final ones (as the SDK's BatchSpanProcessor waits for them).
-    if (this.resource.asyncAttributesPending && this.resource.waitForAsyncAttributes !== undefined) {
-      this.resource.waitForAsyncAttributes().then(send, send);
-    } else {
-      send();
-    }
-  }
-
-  stop(): void {
-    this.retrier.stop();
-  }
-
-  shutdown(): Promise<void> {
-    this.stop();
-    return this.inner.shutdown();
-  }
-}
-
 /**
  * How connection spans become OTLP requests:
  * - `direct` (the agent's): {@link ConnectionSpanEncoder} encodes each batch
@@ -162,7 +74,7 @@ export type TracesEncoding = 'direct' | 'sdk';
  */
 export class OtlpTracesExporter implements TracesExporter {
   private processor: BatchSpanProcessor | undefined;
-  private wrapper: RetryingCountingSpanExporter | EncodingSpanExporter | undefined;
+  private wrapper: RetryingCountingExporter<ReadableSpan> | EncodingExporter<ConnectionSpan> | undefined;
   /** The direct path's batcher (encoding `direct`). */
   private batcher: ConcurrentBatcher<ConnectionSpan> | undefined;
   private started = false;
@@ -220,7 +132,7 @@ export class OtlpTracesExporter implements TracesExporter {
     // flush_timeout after its first span; never above queue_size.
     const batchSize = q.batch.min_size > 0 ? q.batch.min_size : q.batch.max_size > 0 ? q.batch.max_size : 1;
     if (this.encoding === 'direct') {
-      const wrapper = new EncodingSpanExporter(
+      const wrapper = new EncodingExporter<ConnectionSpan>(
         new ConnectionSpanEncoder(this.settings.resource),
         this.transport.encodedExporter('traces'),
         retrier,
@@ -237,7 +149,7 @@ export class OtlpTracesExporter implements TracesExporter {
       });
       return;
     }
-    this.wrapper = new RetryingCountingSpanExporter(this.transport.traceExporter(), retrier, onDone);
+    this.wrapper = new RetryingCountingExporter<ReadableSpan>(this.transport.traceExporter(), retrier, onDone);
     this.processor = new BatchSpanProcessor({
       exporter: this.wrapper,
       maxQueueSize: q.queue_size,

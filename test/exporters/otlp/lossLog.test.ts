@@ -20,19 +20,11 @@ import { selfCounter, testSettings } from '../../helpers/settings.js';
 const host: Host = { reportFatalError: () => undefined };
 const ids = new ConnectionTraceIds();
 
-function logEntry(i: number): AccessLogEntry {
-  return {
-    event: {
-      kind: 'close', direction: 'INBOUND', family: 4, srcAddr: '10.244.0.17', srcPort: 40000 + i, dstAddr: '10.244.0.13', dstPort: 9080,
-      socketCookie: i, netnsCookie: 1, timeUnixNano: 1726301966552709932n + BigInt(i), durationNs: 2733902,
-      sentBytes: 5, receivedBytes: 292, srttUs: 250, minRttUs: 100, retransmits: 0, lostPackets: 0, segsIn: 1, segsOut: 1, state: 'CLOSE',
-    },
-    attributes: {},
-    observedUnixNano: 1726301966600000000n,
-  };
-}
-
-it('otlp logs: queue overflow and failed exports are counted from 0 and logged with the same counts', async () => {
+/**
+ * An exporter's settings whose log lines are captured, and a config with a
+ * 10-item queue, no retries, and an endpoint nothing listens on.
+ */
+async function absentBackend() {
   const lines: Array<Record<string, unknown>> = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -48,6 +40,23 @@ it('otlp logs: queue overflow and failed exports are counted from 0 and logged w
     retry_on_failure: { enabled: false },
     sending_queue: { queue_size: 10, batch: { min_size: 10, flush_timeout: '50ms' } },
   });
+  return { lines, settings, config };
+}
+
+function logEntry(i: number): AccessLogEntry {
+  return {
+    event: {
+      kind: 'close', direction: 'INBOUND', family: 4, srcAddr: '10.244.0.17', srcPort: 40000 + i, dstAddr: '10.244.0.13', dstPort: 9080,
+      socketCookie: i, netnsCookie: 1, timeUnixNano: 1726301966552709932n + BigInt(i), durationNs: 2733902,
+      sentBytes: 5, receivedBytes: 292, srttUs: 250, minRttUs: 100, retransmits: 0, lostPackets: 0, segsIn: 1, segsOut: 1, state: 'CLOSE',
+    },
+    attributes: {},
+    observedUnixNano: 1726301966600000000n,
+  };
+}
+
+it('otlp logs: queue overflow and failed exports are counted from 0 and logged with the same counts', async () => {
+  const { lines, settings, config } = await absentBackend();
   const exp = otlpExporterFactory.createLogs!(settings, config);
   assert.equal(await selfCounter(settings, 'kmesh_otel_exporter_dropped_log_records'), 0);
   assert.equal(await selfCounter(settings, 'kmesh_otel_exporter_send_failed_log_records'), 0);
@@ -79,21 +88,7 @@ function clientSpan(i: number): ConnectionSpan {
 }
 
 it('otlp traces: the same rule — queue overflow and failed exports counted from 0, logged with the same counts', async () => {
-  const lines: Array<Record<string, unknown>> = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString('utf8').split('\n')) if (l.trim() !== '') lines.push(JSON.parse(l) as Record<string, unknown>);
-      cb();
-    },
-  });
-  const settings = { ...testSettings('otlp'), logger: pino({ level: 'info' }, sink) };
-  const config = otlpExporterFactory.configSchema.parse({
-    endpoint: `127.0.0.1:${await freePort()}`,
-    tls: { insecure: true },
-    timeout: '2s',
-    retry_on_failure: { enabled: false },
-    sending_queue: { queue_size: 10, batch: { min_size: 10, flush_timeout: '50ms' } },
-  });
+  const { lines, settings, config } = await absentBackend();
   const exp = otlpExporterFactory.createTraces!(settings, config);
   assert.equal(await selfCounter(settings, 'kmesh_otel_exporter_dropped_spans'), 0);
   assert.equal(await selfCounter(settings, 'kmesh_otel_exporter_send_failed_spans'), 0);
