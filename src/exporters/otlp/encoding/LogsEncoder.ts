@@ -4,7 +4,7 @@ import type { AccessLogEntry } from '../../../model/logs.js';
 import type { MetricSchema } from '../../../metrics/schema.js';
 import { RawAttr } from '../../../model/metrics.js';
 import { accessLogSeverity, formatAddr, formatKmeshLine, kmeshLineAndAttributes } from '../../common/accessLogLine.js';
-import { encodedResource, encodeScope, FragmentCache, writeKeyValue, type Scope } from './common.js';
+import { encodeScope, encodeSingleScopeRequest, FragmentCache, writeKeyValue, type Scope } from './common.js';
 import type { EncodedRequest } from '../transport.js';
 import { encodeFragment, int64VarintLength, ProtoWriter, UnixNanoBits, WireType } from './ProtoWriter.js';
 
@@ -215,19 +215,8 @@ export class AccessLogEncoder {
 
   /** One ExportLogsServiceRequest with every entry, in order, under the resource and scope. */
   encode(entries: readonly AccessLogEntry[]): EncodedRequest {
-    const w = new ProtoWriter();
-    const res = encodedResource(this.resource);
-    // ExportLogsServiceRequest.resource_logs(1) { resource(1), scope_logs(2) { scope(1), log_records(2)*, schema_url(3) }, schema_url(3) }
-    w.tag(1, LD).fork().raw(res.resource);
-    w.tag(2, LD).fork().raw(this.scope.scope);
-    for (const entry of entries) {
-      w.tag(2, LD).fork();
-      this.writeLogRecord(w, entry);
-      w.ldelim();
-    }
-    w.raw(this.scope.schemaUrl).ldelim();
-    w.raw(res.schemaUrl).ldelim();
-    return { bytes: w.finish(), items: entries.length };
+    const bytes = encodeSingleScopeRequest(this.resource, this.scope, entries, (w, entry) => this.writeLogRecord(w, entry));
+    return { bytes, items: entries.length };
   }
 
   /** The fields of one LogRecord message (what toLogRecord and sdk-logs would make of the entry). */

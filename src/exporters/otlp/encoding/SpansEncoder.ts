@@ -4,7 +4,7 @@ import { ERROR_TYPE, KmeshAttr, SemconvAttr } from '../../../model/semconv.js';
 import { connectionSpanAttributes, spanName, type ConnectionSpan } from '../../../model/traces.js';
 import type { EncodedRequest } from '../transport.js';
 import { AttributeSetCache } from './AttributeSetCache.js';
-import { encodedResource, encodeScope, FragmentCache, writeAttributes, writeKeyValue, type Scope } from './common.js';
+import { encodeScope, encodeSingleScopeRequest, FragmentCache, writeAttributes, writeKeyValue, type Scope } from './common.js';
 import { encodeFragment, int64VarintLength, ProtoWriter, UnixNanoBits, WireType } from './ProtoWriter.js';
 
 /**
@@ -223,19 +223,8 @@ export class ConnectionSpanEncoder {
 
   /** One ExportTraceServiceRequest with every span, in order, under the resource and scope. */
   encode(spans: readonly ConnectionSpan[]): EncodedRequest {
-    const w = new ProtoWriter();
-    const res = encodedResource(this.resource);
-    // ExportTraceServiceRequest.resource_spans(1) { resource(1), scope_spans(2) { scope(1), spans(2)*, schema_url(3) }, schema_url(3) }
-    w.tag(1, LD).fork().raw(res.resource);
-    w.tag(2, LD).fork().raw(this.scope.scope);
-    for (const span of spans) {
-      w.tag(2, LD).fork();
-      this.writeSpan(w, span);
-      w.ldelim();
-    }
-    w.raw(this.scope.schemaUrl).ldelim();
-    w.raw(res.schemaUrl).ldelim();
-    return { bytes: w.finish(), items: spans.length };
+    const bytes = encodeSingleScopeRequest(this.resource, this.scope, spans, (w, span) => this.writeSpan(w, span));
+    return { bytes, items: spans.length };
   }
 
   /** The fields of one Span message, in the SDK serializer's order. */

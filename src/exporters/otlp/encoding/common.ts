@@ -156,3 +156,29 @@ export class FragmentCache<V> {
     return this.map.size;
   }
 }
+
+/**
+ * The envelope the logs and traces export requests share, with one
+ * resource and one scope:
+ * `resource_<signal>(1) { resource(1), scope_<signal>(2) { scope(1), items(2)*, schema_url(3) }, schema_url(3) }`.
+ * `writeItem` writes one item's message fields (the LogRecord's or the Span's).
+ */
+export function encodeSingleScopeRequest<T>(
+  resource: Resource,
+  scope: { scope: Uint8Array; schemaUrl: Uint8Array },
+  items: readonly T[],
+  writeItem: (w: ProtoWriter, item: T) => void,
+): Uint8Array {
+  const w = new ProtoWriter();
+  const res = encodedResource(resource);
+  w.tag(1, LD).fork().raw(res.resource);
+  w.tag(2, LD).fork().raw(scope.scope);
+  for (const item of items) {
+    w.tag(2, LD).fork();
+    writeItem(w, item);
+    w.ldelim();
+  }
+  w.raw(scope.schemaUrl).ldelim();
+  w.raw(res.schemaUrl).ldelim();
+  return w.finish();
+}
