@@ -141,7 +141,7 @@ function loggedLosses(lines: Array<Record<string, unknown>>, exporter: string, s
 
 const skip = kernelSkipReason();
 
-describe('OTLP backend absent, then present, then killed under load (e2e)', { skip, timeout: 150_000 }, () => {
+describe('OTLP backend absent, then present, then killed under load (e2e)', { skip, timeout: 200_000 }, () => {
   let agent: Agent;
   let backendPort: number;
   let backend: OtlpReceiver | undefined;
@@ -208,15 +208,29 @@ service:
 
     backend = await OtlpReceiver.start(backendPort);
     const t0 = Date.now();
-    await echo.connections(20);
+    // The agent sees every socket of the machine: with other traffic on it,
+    // batches queued while the backend was down (and the SDK transport's own
+    // retries of them) can still take the export slots when it comes up, and
+    // a batch refused then is a counted loss. So connections are made in
+    // rounds, 20 every 5 s (bounded: 12 rounds), until one round's records
+    // have all arrived; on a quiet machine the first round does.
+    let rounds = 0;
+    const arrived = (): number => backend!.logs().filter((l) => l.attributes['dst.addr'] === dst()).length;
     await waitFor(
       'the connections made after the backend came up arrive as log records',
-      () => (backend!.logs().filter((l) => l.attributes['dst.addr'] === dst()).length >= 20 ? true : undefined),
-      30_000,
+      async () => {
+        if (arrived() >= 40) return true; // both ends of one round's 20 connections
+        if (rounds < 12 && Date.now() - t0 >= rounds * 5_000) {
+          rounds++;
+          await echo.connections(20);
+        }
+        return undefined;
+      },
+      65_000,
     ).catch((err: Error) => {
-      throw new Error(`${err.message}: ${backend!.logs().length} log records received, ${backend!.points().length} points; agent log: ${JSON.stringify(agent.lines().slice(-3))}`);
+      throw new Error(`${err.message}: ${backend!.logs().length} log records received, ${arrived()} of them the test's, ${backend!.points().length} points; agent log: ${JSON.stringify(agent.lines().slice(-3))}`);
     });
-    console.log(`# delivery resumed ${Date.now() - t0} ms after the backend came up`);
+    console.log(`# delivery resumed ${Date.now() - t0} ms after the backend came up (${rounds} round(s) of 20 connections)`);
     await waitFor('metrics arrive', () => (backend!.points().length > 0 ? true : undefined), 10_000);
   });
 
@@ -251,7 +265,8 @@ service:
     }
     const madeAll = made;
     console.log(`# ${madeAll} connections under load, RSS ${rssStart.toFixed(0)} -> max ${rssMax.toFixed(0)} MB with the backend down 5 s`);
-    assert.ok(madeAll >= 500, `load ran (${madeAll} connections)`);
+    // Under CPU emulation (the kernel matrix's guest) the same 6 s make a few hundred.
+    assert.ok(madeAll >= (process.env.KMESH_TEST_EMULATED === '1' ? 100 : 500), `load ran (${madeAll} connections)`);
     const failedAfter = sample(await agent.metrics(), 'kmesh_otel_exporter_send_failed_log_records_total', 'exporter="otlp"');
     assert.ok(failedAfter > failedBefore, `exports failed while the backend was down (${failedBefore} -> ${failedAfter})`);
     // Bounded memory: the queue holds at most 10,000 records (queue_size; other work on the machine adds records too).
