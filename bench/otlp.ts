@@ -26,13 +26,18 @@
  */
 
 
+import type { Attributes } from '@opentelemetry/api';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Writable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
 import { existsSync, readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { otlpExporterFactory, otlpHttpExporterFactory } from '../src/exporters/otlp/factory.js';
-import { OtlpMetricsExporter, type MetricsEncoding } from '../src/exporters/otlp/OtlpMetricsExporter.js';
+import { MAX_POINTS_PER_REQUEST, OtlpMetricsExporter, splitResourceMetrics, type MetricsEncoding } from '../src/exporters/otlp/OtlpMetricsExporter.js';
+import { MetricsEncoder } from '../src/exporters/otlp/encoding/MetricsEncoder.js';
+import { StoreMetricProducer } from '../src/exporters/common/sdkMetrics.js';
+import { exporterSeriesStore } from '../src/exporters/common/seriesStore.js';
 import { writeExposition } from '../src/exporters/prometheus/exposition.js';
 import { schemaByName } from '../src/metrics/schemas/registry.js';
 import { SeriesStore } from '../src/metrics/SeriesStore.js';
@@ -123,6 +128,63 @@ async function countingReceiverChild(): Promise<void> {
   send({ type: 'ready', endpoint: rx.endpoint });
 }
 
+/** Per-stage ms of the direct path's CPU work for one export of a store, one value per run. */
+interface StageMs {
+  collect: number[];
+  encode: number[];
+  gzip: number[];
+  requestBytes: number;
+  gzipBytes: number;
+}
+
+/**
+ * The exporter's own CPU work for one export of a store holding `pts`,
+ * stage by stage, without gRPC: collect (the store's snapshot as SDK
+ * MetricData) and the split into requests; then per request MetricsEncoder
+ * and gzip (zlib's default level, what grpc-js compresses with). The
+ * first pass fills the caches (as the exporter's first export does) and is
+ * not counted.
+ */
+function stagesMs(pts: FlowPoint[], runs: number): StageMs {
+  const s = settings('otlp', BENCH_RESOURCE);
+  // The exporter's own store constructor and config defaults, with room for every series.
+  const cfg = otlpExporterFactory.configSchema.parse({ max_series_per_family: LARGE_SERIES * 2 });
+  const store = exporterSeriesStore<Attributes>(s, cfg);
+  for (let i = 0; i < pts.length; i += 1_000) store.consume({ points: pts.slice(i, i + 1_000) });
+  const producer = new StoreMetricProducer(store, s.resource);
+  const encoder = new MetricsEncoder();
+  const out: StageMs = { collect: [], encode: [], gzip: [], requestBytes: 0, gzipBytes: 0 };
+  const ms = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
+  for (let r = 0; r <= runs; r++) {
+    let t = process.hrtime.bigint();
+    const parts = splitResourceMetrics(producer.collectSync().resourceMetrics, MAX_POINTS_PER_REQUEST);
+    const collect = ms(t);
+    // Request by request, as the sending queue does.
+    let encode = 0;
+    let gzip = 0;
+    let bytes = 0;
+    let zipped = 0;
+    for (const part of parts) {
+      t = process.hrtime.bigint();
+      const request = encoder.encode(part);
+      encode += ms(t);
+      t = process.hrtime.bigint();
+      zipped += gzipSync(request.bytes).length;
+      gzip += ms(t);
+      bytes += request.bytes.length;
+      // As the sending queue does once a request is sent: its memory goes back to the encoder.
+      request.release?.();
+    }
+    if (r === 0) continue;
+    out.collect.push(collect);
+    out.encode.push(encode);
+    out.gzip.push(gzip);
+    out.requestBytes = bytes;
+    out.gzipBytes = zipped;
+  }
+  return out;
+}
+
 /** Median ms of `runs` renderings of the Prometheus exposition of a store holding `pts` (discarded output). */
 async function expositionMs(pts: FlowPoint[], runs: number): Promise<number[]> {
   const store = new SeriesStore<string>({ schema: schemaByName('kmesh') });
@@ -184,7 +246,9 @@ async function exporterChild(
   await exp.start({ reportFatalError: () => undefined });
   const all = points(series);
   // The Prometheus reference, same series, same pinned CPU, before the exports start.
-  const exposition = encoding === 'direct' && series === LARGE_SERIES && !once ? await expositionMs(all, 5) : [];
+  const reference = encoding === 'direct' && series === LARGE_SERIES && !once && compression === 'gzip';
+  const exposition = reference ? await expositionMs(all, 5) : [];
+  const stages = reference ? stagesMs(all, 5) : undefined;
   for (let i = 0; i < all.length; i += 1_000) exp.consumeMetrics({ points: all.slice(i, i + 1_000) });
   let exports = 0;
   let running = true;
@@ -192,6 +256,7 @@ async function exporterChild(
     send({
       type: 'report',
       exposition,
+      stages,
       exports,
       seriesInStore: exp.store.seriesCount(),
       sent: await selfCounter(s, 'kmesh_otel_exporter_sent_metric_points'),
@@ -213,6 +278,31 @@ async function exporterChild(
     exports++;
   }
   await report();
+}
+
+/**
+ * The direct path's CPU ceiling for the 50k store: collect + encode + gzip
+ * per export, no gRPC, measured in the exporter child before its exports.
+ */
+function ceilingFigure(st: StageMs, expoMs: number[]): Figure {
+  const runs = st.collect.map((c, i) => Math.round(LARGE_SERIES / ((c + st.encode[i]! + st.gzip[i]!) / 1000)));
+  const m = (xs: number[]): string => median(xs).toFixed(1);
+  const budget = median(expoMs) * 2;
+  return figure({
+    id: 'otlp.store_50k_cpu_ceiling_points_per_sec',
+    title: 'Metric data points/s the direct path could export from a 50,000-series store on one core before any gRPC work (collect + encode + gzip)',
+    unit: 'points/s',
+    runs,
+    notes:
+      `Measured in the exporter child of otlp.store_50k_points_per_sec (same CPU, before its exports), ${runs.length} exports ` +
+      `after one that fills the caches. Median ms per export of 50,000 points: collect and split into requests of ` +
+      `${MAX_POINTS_PER_REQUEST.toLocaleString('en-US')} points ${m(st.collect)}, MetricsEncoder ${m(st.encode)}, gzip at zlib's default ` +
+      `level (grpc-js has no level option) ${m(st.gzip)}; ${(st.requestBytes / 1e6).toFixed(1)} MB of requests, ` +
+      `${(st.gzipBytes / 1e6).toFixed(2)} MB gzipped. The target (0.5 x the exposition) allows ${budget.toFixed(1)} ms per export ` +
+      `in this run; gzip alone takes ${((median(st.gzip) / budget) * 100).toFixed(0)}% of it, because every point carries its 23 ` +
+      `attributes in full (OTLP metrics have no shared-attribute form) where the exposition writes the same label text once per ` +
+      `series and is not compressed.`,
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -294,6 +384,8 @@ interface Count {
 interface Report {
   /** ms per Prometheus exposition of the same store (the 50k-store run of the direct path only). */
   exposition: number[];
+  /** The direct path's own work per export of the same store, by stage (same run only). */
+  stages?: StageMs;
   exports: number;
   seriesInStore: number;
   sent: number;
@@ -381,6 +473,11 @@ export async function run(ctx: Ctx): Promise<Figure[]> {
   const expoMs = store50k.report.exposition;
   const expoRate = LARGE_SERIES / (median(expoMs) / 1000);
   const pct = (xs: number[]): string => `${Math.round(median(xs) * 100)}%`;
+  // Points per CPU-second of the exporter: what one fully available core would export.
+  const perCpu = (t: { rates: number[]; exporterCpu: number[] }): string =>
+    Math.round(median(t.rates.map((r, i) => r / Math.max(0.01, t.exporterCpu[i]!)))).toLocaleString('en-US');
+  const stages = store50k.report.stages;
+  if (stages === undefined) throw new Error('otlp: the 50k-store exporter child reported no stage costs');
   const pin = pinning();
   return [
     figure({
@@ -423,8 +520,9 @@ export async function run(ctx: Ctx): Promise<Figure[]> {
         `Exporter child: OtlpMetricsExporter (default config but export_interval 10m and timeout 30s: gzip, 1,000 points per ` +
         `request, 10 requests in flight) holding ${store50k.report.seriesInStore.toLocaleString('en-US')} series (6,250 label sets ` +
         `with the full kmesh workload and service labels x 8 counter families), forceFlush() back to back; each export is ` +
-        `~${Math.round(LARGE_SERIES / 1000)} requests. Receiver child: bench/lib/countingLogsReceiver.ts (grpc-js, gunzip, data points ` +
-        `counted from the protobuf wire format; the full-decode receiver of otlp.metric_points_per_sec would be the limit). ` +
+        `~${Math.round(LARGE_SERIES / 1000)} requests. Receiver child: bench/lib/countingLogsReceiver.ts (grpc-js with the ` +
+        `Collector's 16 MiB HTTP/2 flow-control window, gunzip, data points counted from the protobuf wire format; the ` +
+        `full-decode receiver of otlp.metric_points_per_sec would be the limit). ` +
         `${pin.how}. Direct path: the store's collect as SDK MetricData (exporters/common/sdkMetrics.ts), each request encoded by ` +
         `MetricsEncoder (each label set's 23 attributes spliced from bytes cached per attributes object), sent by the SDK's gRPC ` +
         `export delegate. Prometheus reference, same exporter child and CPU, before the exports: writeExposition of a store with ` +
@@ -435,8 +533,11 @@ export async function run(ctx: Ctx): Promise<Figure[]> {
         `${pct(store50kNone.exporterCpu)}). CPU (median, 100% = one core): direct exporter ${pct(store50k.exporterCpu)}, receiver ` +
         `${pct(store50k.rxCpu)}; SDK exporter ${pct(store50kSdk.exporterCpu)}, receiver ${pct(store50kSdk.rxCpu)}. Exports: direct ` +
         `${store50k.report.exports}, SDK ${store50kSdk.report.exports}; failed points: direct ${store50k.report.failed}, SDK ` +
-        `${store50kSdk.report.failed}. 1-min load average at start: ${load.toFixed(2)} on ${cpus().length} cores.`,
+        `${store50kSdk.report.failed}. Points per exporter CPU-second: direct ${perCpu(store50k)}, SDK ${perCpu(store50kSdk)}, ` +
+        `direct without compression ${perCpu(store50kNone)}. Where the exporter's CPU goes: otlp.store_50k_cpu_ceiling_points_per_sec. ` +
+        `1-min load average at start: ${load.toFixed(2)} on ${cpus().length} cores.`,
     }),
+    ceilingFigure(stages, expoMs),
     figure({
       id: 'otlp.export_50k_series',
       title: 'Points delivered by one OTLP export of a 50,000-series store (gzip, in-repo receiver with gRPC defaults)',

@@ -39,34 +39,46 @@ export interface DebugOutput {
   stream?: Writable;
 }
 
-/** Access logs to stdout: the Kmesh line or JSON, one line per entry. */
-export class DebugLogsExporter implements LogsExporter {
+/** A debug exporter's sent and dropped counters: names spelled out, descriptions as the OTLP exporter of the signal words them. */
+export interface LineCounters {
+  sent: { name: string; description: string };
+  dropped: { name: string; description: string };
+}
+
+/**
+ * The items of one signal as lines on the debug output, for the logs and
+ * traces debug exporters alike: a batch's lines are counted as sent when
+ * written, as dropped (counted and logged through LossLog) when the output
+ * is `max_buffered_bytes` behind or the exporter has shut down.
+ */
+export class CountedLineOutput {
   private readonly writer: BoundedWriter;
   private readonly sent: Counter;
   private readonly dropped: Counter;
   private readonly attrs: { exporter: string };
-  private stopped = false;
   /** Drops, logged rate-limited with their counts. */
   private readonly losses: LossLog;
+  private stopped = false;
 
   constructor(
     settings: CreateSettings,
-    private readonly config: DebugConfig,
-    output: DebugOutput = {},
+    private readonly maxBufferedBytes: number,
+    output: DebugOutput,
+    signal: 'logs' | 'traces',
+    counters: LineCounters,
   ) {
-    this.writer = new BoundedWriter(output.stream ?? process.stdout, config.max_buffered_bytes);
+    this.writer = new BoundedWriter(output.stream ?? process.stdout, maxBufferedBytes);
     this.attrs = { exporter: settings.id.toString() };
-    this.sent = settings.telemetry.counter('exporter_sent_log_records', 'Log records the exporter delivered');
-    this.dropped = settings.telemetry.counter('exporter_dropped_log_records', 'Log records the exporter dropped (queue or buffer full, or shut down)');
+    this.sent = settings.telemetry.counter(counters.sent.name, counters.sent.description);
+    this.dropped = settings.telemetry.counter(counters.dropped.name, counters.dropped.description);
     // The loss series exists from start-up at 0 ("no loss" is a value to alert on).
     this.dropped.add(0, this.attrs);
-    this.losses = new LossLog(settings.logger, settings.telemetry, { ...this.attrs, signal: 'logs' }, ['output_buffer_full', 'shut_down']);
+    this.losses = new LossLog(settings.logger, settings.telemetry, { ...this.attrs, signal }, ['output_buffer_full', 'shut_down']);
   }
 
-  async start(_host: Host): Promise<void> {}
-
-  consumeLogs(batch: LogsBatch): void {
-    const n = batch.entries.length;
+  /** Writes the `n` items of `items` as the lines `line` makes of them. */
+  write<T>(items: readonly T[], line: (item: T) => string): void {
+    const n = items.length;
     if (n === 0) return;
     if (this.stopped) {
       this.dropped.add(n, this.attrs);
@@ -74,20 +86,45 @@ export class DebugLogsExporter implements LogsExporter {
       return;
     }
     let text = '';
-    const extraFields = this.config.extra_fields;
-    for (const entry of batch.entries) {
-      text += (this.config.format === 'json' ? formatJsonLine(entry) : formatKmeshLine(entry, { extraFields })) + '\n';
-    }
+    for (const item of items) text += line(item) + '\n';
     if (this.writer.write(text)) this.sent.add(n, this.attrs);
     else {
       this.dropped.add(n, this.attrs);
-      this.losses.record('output_buffer_full', n, { max_buffered_bytes: this.config.max_buffered_bytes });
+      this.losses.record('output_buffer_full', n, { max_buffered_bytes: this.maxBufferedBytes });
     }
   }
 
-  async shutdown(): Promise<void> {
+  close(): void {
     this.stopped = true;
     this.losses.close();
+  }
+}
+
+/** Access logs to stdout: the Kmesh line or JSON, one line per entry. */
+export class DebugLogsExporter implements LogsExporter {
+  private readonly lines: CountedLineOutput;
+
+  constructor(
+    settings: CreateSettings,
+    private readonly config: DebugConfig,
+    output: DebugOutput = {},
+  ) {
+    this.lines = new CountedLineOutput(settings, config.max_buffered_bytes, output, 'logs', {
+      sent: { name: 'exporter_sent_log_records', description: 'Log records the exporter delivered' },
+      dropped: { name: 'exporter_dropped_log_records', description: 'Log records the exporter dropped (queue or buffer full, or shut down)' },
+    });
+  }
+
+  async start(_host: Host): Promise<void> {}
+
+  consumeLogs(batch: LogsBatch): void {
+    const extraFields = this.config.extra_fields;
+    const json = this.config.format === 'json';
+    this.lines.write(batch.entries, (entry) => (json ? formatJsonLine(entry) : formatKmeshLine(entry, { extraFields })));
+  }
+
+  async shutdown(): Promise<void> {
+    this.lines.close();
   }
 }
 

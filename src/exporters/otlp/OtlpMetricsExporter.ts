@@ -107,6 +107,15 @@ export interface MetricsQueueOptions {
   supersede: boolean;
 }
 
+/**
+ * A push exporter that may keep something per request (the direct path: the
+ * request's encoding, for retries); `release` says the request is done for
+ * good (delivered, failed after its retries, or superseded).
+ */
+export interface RequestHoldingExporter extends PushMetricExporter {
+  release?(metrics: ResourceMetrics): void;
+}
+
 interface QueuedRequest {
   metrics: ResourceMetrics;
   points: number;
@@ -135,7 +144,7 @@ export class MetricsSendingQueue implements PushMetricExporter {
   private deliveredGeneration = 0;
 
   constructor(
-    private readonly inner: PushMetricExporter,
+    private readonly inner: RequestHoldingExporter,
     private readonly opts: MetricsQueueOptions,
     private readonly retrier: Retrier,
     private readonly telemetry: MetricsQueueTelemetry,
@@ -266,6 +275,7 @@ export class MetricsSendingQueue implements PushMetricExporter {
           failed.add(r.points, attrs);
           this.telemetry.losses?.record('export_failed', r.points, { err: result.error?.message });
         }
+        this.inner.release?.(r.metrics);
         done(result);
       },
     );
@@ -314,9 +324,9 @@ export class MetricsSendingQueue implements PushMetricExporter {
  * snapshots carry their own, and the self-metrics are cumulative, as the
  * SDK exporter's default selector answers for the reader.
  */
-class EncodingMetricExporter implements PushMetricExporter {
+class EncodingMetricExporter implements RequestHoldingExporter {
   private readonly encoder = new MetricsEncoder();
-  /** The encoding of each request being sent (retries reuse it). */
+  /** The encoding of each request being sent (retries reuse it), until the queue releases it. */
   private readonly encoded = new WeakMap<ResourceMetrics, EncodedRequest>();
 
   constructor(private readonly inner: EncodedExporter) {}
@@ -334,6 +344,14 @@ class EncodingMetricExporter implements PushMetricExporter {
       this.encoded.set(metrics, request);
     }
     this.inner.export(request, resultCallback);
+  }
+
+  /** The request is done for good: its bytes go back to the encoder when nothing reads them any more. */
+  release(metrics: ResourceMetrics): void {
+    const request = this.encoded.get(metrics);
+    if (request === undefined) return;
+    this.encoded.delete(metrics);
+    if (this.inner.bytesFreeAfterExport === true) request.release?.();
   }
 
   forceFlush(): Promise<void> {

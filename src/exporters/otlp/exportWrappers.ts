@@ -88,6 +88,8 @@ export class EncodingExporter<T> implements BatchExporter<T> {
       this.retrier.run(
         (cb) => this.inner.export(request, cb),
         (result) => {
+          // The last attempt is over; over gRPC nothing reads the bytes any more.
+          if (this.inner.bytesFreeAfterExport === true) request.release?.();
           this.onDone(items.length, result.code === ExportResultCode.SUCCESS, result.error);
           resultCallback(result);
         },

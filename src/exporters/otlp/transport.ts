@@ -24,11 +24,21 @@ export interface EncodedRequest {
   bytes: Uint8Array;
   /** Log records / data points / spans in the request (the SDK exporter's own self-observation counts them). */
   items: number;
+  /** Hands the request's memory back to its encoder once the request is done for good (export and retries over). */
+  release?: () => void;
 }
 
 /** Sends pre-encoded requests: the OpenTelemetry JS exporter machinery with a pass-through serializer. */
 export interface EncodedExporter {
   export(request: EncodedRequest, resultCallback: (result: ExportResult) => void): void;
+  /**
+   * True when nothing reads a request's bytes once its callback has run, so
+   * they may be reused. gRPC: the SDK's transport copies them as it sends
+   * (and grpc-js frames or compresses its message before a call can
+   * complete). HTTP: the SDK's transport streams the body from them, and a
+   * server that answers early would leave the stream still reading.
+   */
+  readonly bytesFreeAfterExport?: boolean;
   forceFlush(): Promise<void>;
   shutdown(): Promise<void>;
 }
@@ -196,9 +206,10 @@ export class OtlpTransport {
     const helper: IExporterMetricsHelper<EncodedRequest> = { name: spec.itemName, countItems: (r) => r.items };
     if (this.protocol === 'grpc') {
       const options = convertLegacyOtlpGrpcOptions(grpcOptions(this.config as OtlpGrpcConfig, this.tls), spec.env);
-      return new OTLPExporterBase(
+      const base = new OTLPExporterBase(
         createOtlpGrpcExportDelegate(options, serializer, spec.componentType.grpc, helper, undefined, spec.grpcName, spec.grpcPath),
       );
+      return Object.assign(base, { bytesFreeAfterExport: true });
     }
     const c = this.config as OtlpHttpConfig;
     const options = convertLegacyHttpOptions(httpOptions(c, httpUrls(c)[signal], this.tls), spec.env, spec.httpPath, {

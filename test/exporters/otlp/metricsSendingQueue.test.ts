@@ -25,6 +25,11 @@ class HeldMetricExporter implements PushMetricExporter {
   export(metrics: ResourceMetrics, done: (r: ExportResult) => void): void {
     this.calls.push({ metrics, done });
   }
+  /** Requests released (done for good), in order. */
+  readonly released: ResourceMetrics[] = [];
+  release(metrics: ResourceMetrics): void {
+    this.released.push(metrics);
+  }
   async forceFlush(): Promise<void> {}
   async shutdown(): Promise<void> {}
   /** Value of the first point of call `i`. */
@@ -63,6 +68,25 @@ function queue(opts: Partial<MetricsQueueOptions>, retryEnabled = false) {
 }
 
 describe('MetricsSendingQueue', () => {
+  it('releases each request once, when it is done for good: after its last retry, not between attempts', async () => {
+    const { q, inner } = queue({ numConsumers: 1 }, true);
+    q.export(collection(10, 1), () => undefined);
+    assert.equal(inner.calls.length, 1);
+    inner.calls[0]!.done(FAIL);
+    await new Promise((r) => setTimeout(r, 30)); // the 5 ms backoff
+    assert.equal(inner.calls.length, 2, 'retried');
+    assert.equal(inner.calls[1]!.metrics, inner.calls[0]!.metrics, 'the same request (its encoding is reused)');
+    assert.deepEqual(inner.released, [], 'not released while a retry may still send it');
+    inner.calls[1]!.done(OK);
+    assert.deepEqual(inner.released, [inner.calls[0]!.metrics]);
+    q.stopRetrying();
+    q.export(collection(10, 2), () => undefined);
+    await tick();
+    inner.calls[2]!.done(FAIL);
+    assert.equal(inner.released.length, 2, 'a request that failed for good is released too');
+    assert.equal(inner.released[1], inner.calls[2]!.metrics);
+  });
+
   it('cumulative: a newer collection replaces the requests still waiting; every point counted once', async () => {
     const { q, inner, counts } = queue({ numConsumers: 1 });
     const answers: ExportResult[] = [];

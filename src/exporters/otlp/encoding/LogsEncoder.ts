@@ -3,10 +3,11 @@ import { SeverityNumber } from '@opentelemetry/api';
 import type { AccessLogEntry } from '../../../model/logs.js';
 import type { MetricSchema } from '../../../metrics/schema.js';
 import { RawAttr } from '../../../model/metrics.js';
+import { AttributeSetCache } from './AttributeSetCache.js';
 import { accessLogSeverity, formatAddr, formatKmeshLine, kmeshLineAndAttributes } from '../../common/accessLogLine.js';
 import { encodeScope, encodeSingleScopeRequest, FragmentCache, writeKeyValue, type Scope } from './common.js';
 import type { EncodedRequest } from '../transport.js';
-import { encodeFragment, int64VarintLength, ProtoWriter, UnixNanoBits, WireType } from './ProtoWriter.js';
+import { encodeFragment, int64VarintLength, ProtoWriter, REQUEST_BUFFERS_POOLED, RequestBuffers, UnixNanoBits, WireType } from './ProtoWriter.js';
 
 /**
  * Direct OTLP encoding of access logs: one ExportLogsServiceRequest
@@ -143,15 +144,6 @@ function valuePrefix(key: OwnKey, valueField: number, wireType: WireType, anyLen
   return prefix;
 }
 
-/** Trie nodes kept for identity sets (one per attribute of each distinct prefix; ~100 B each, plus the blocks). */
-const IDENTITY_TRIE_NODES = 65_536;
-
-/** A trie node: the sets that continue with (key, value) pairs, and the block of the set that ends here. */
-interface TrieNode {
-  next: Map<string, Map<string, TrieNode>>;
-  block: IdentityBlock | undefined;
-}
-
 /** The encoded identity attributes of a set, and whether the fast path may splice them. */
 function identityBlock(attributes: Readonly<Record<string, unknown>>): IdentityBlock {
   let spliceable = true;
@@ -182,12 +174,18 @@ export const ACCESS_LOG_SCOPE: Scope = { name: 'kmesh-otel' };
 
 export class AccessLogEncoder {
   private readonly scope: { scope: Uint8Array; schemaUrl: Uint8Array };
-  private trie: TrieNode = { next: new Map(), block: undefined };
-  private trieNodes = 0;
+  /** The processors' identity sets, each as its encoded KeyValue fields. */
+  private readonly identities = new AttributeSetCache<IdentityBlock>(identityBlock);
   /** Encoded KeyValue field per own string attribute and value. */
   private readonly values = new Map<OwnKey, FragmentCache<Uint8Array>>();
   private readonly eventTime = new UnixNanoBits();
   private readonly observedTime = new UnixNanoBits();
+  /**
+   * ~1.2 KB per Kmesh record (bench/logs.ts), learnt from each request; up
+   * to the sending queue's default 10 in flight plus one being encoded reuse
+   * their memory.
+   */
+  private readonly buffers = new RequestBuffers(1_280, REQUEST_BUFFERS_POOLED);
 
   constructor(
     private readonly resource: Resource,
@@ -205,18 +203,13 @@ export class AccessLogEncoder {
 
   /** Distinct identity attribute sets currently cached (tests). */
   get cachedIdentitySets(): number {
-    const count = (n: TrieNode): number => {
-      let c = n.block !== undefined ? 1 : 0;
-      for (const byValue of n.next.values()) for (const child of byValue.values()) c += count(child);
-      return c;
-    };
-    return count(this.trie);
+    return this.identities.size;
   }
 
   /** One ExportLogsServiceRequest with every entry, in order, under the resource and scope. */
   encode(entries: readonly AccessLogEntry[]): EncodedRequest {
-    const bytes = encodeSingleScopeRequest(this.resource, this.scope, entries, (w, entry) => this.writeLogRecord(w, entry));
-    return { bytes, items: entries.length };
+    const bytes = encodeSingleScopeRequest(this.resource, this.scope, entries, (w, entry) => this.writeLogRecord(w, entry), this.buffers);
+    return { bytes, items: entries.length, release: () => this.buffers.give(bytes) };
   }
 
   /** The fields of one LogRecord message (what toLogRecord and sdk-logs would make of the entry). */
@@ -234,7 +227,7 @@ export class AccessLogEncoder {
     }
     const line = formatKmeshLine(entry);
     w.tag(F.body, LD).uint32(stringAnyValueLength(line)).tag(1, LD).string(line);
-    const identity = this.identity(entry.attributes);
+    const identity = this.identities.get(entry.attributes);
     let dropped = 0;
     if (identity.spliceable && identity.count + OWN_KEYS.length <= LOG_RECORD_ATTRIBUTE_COUNT_LIMIT) {
       w.raw(identity.bytes);
@@ -244,42 +237,6 @@ export class AccessLogEncoder {
     }
     w.tag(F.dropped, WireType.Varint).uint32(dropped);
     w.tag(F.observedTime, WireType.Fixed64).fixed64Bits(this.observedTime.of(entry.observedUnixNano));
-  }
-
-  /**
-   * The identity block of a processor attribute set, from the cache when
-   * this set was seen before. The cache is a trie over the set's (key,
-   * value) pairs in order: the processors hand out the same key and value
-   * strings again (pod names, namespaces from their index), whose hashes V8
-   * keeps, so a lookup hashes no new string — a joined key per record cost
-   * more than encoding the set.
-   */
-  private identity(attributes: Readonly<Record<string, string>>): IdentityBlock {
-    let node = this.trie;
-    for (const k in attributes) {
-      const v = attributes[k] as unknown;
-      if (typeof v !== 'string') return identityBlock(attributes); // bad input: not cached, takes the generic path
-      let byValue = node.next.get(k);
-      if (byValue === undefined) {
-        byValue = new Map();
-        node.next.set(k, byValue);
-      }
-      let child = byValue.get(v);
-      if (child === undefined) {
-        if (++this.trieNodes > IDENTITY_TRIE_NODES) return this.resetTrie(attributes);
-        child = { next: new Map(), block: undefined };
-        byValue.set(v, child);
-      }
-      node = child;
-    }
-    return (node.block ??= identityBlock(attributes));
-  }
-
-  /** Bounded memory: a full trie is dropped whole (the working set refills it). */
-  private resetTrie(attributes: Readonly<Record<string, string>>): IdentityBlock {
-    this.trie = { next: new Map(), block: undefined };
-    this.trieNodes = 0;
-    return identityBlock(attributes);
   }
 
   /** A string attribute with few distinct values, as a cached KeyValue field. */

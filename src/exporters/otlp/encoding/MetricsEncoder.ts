@@ -11,7 +11,7 @@ import {
 } from '@opentelemetry/sdk-metrics';
 import type { EncodedRequest } from '../transport.js';
 import { encodedResource, encodeScope, FragmentCache, writeAttributes } from './common.js';
-import { encodeFragment, ProtoWriter, WireType, type Bits64 } from './ProtoWriter.js';
+import { encodeFragment, REQUEST_BUFFERS_POOLED, RequestBuffers, WireType, type Bits64, type ProtoWriter } from './ProtoWriter.js';
 
 /**
  * Direct OTLP encoding of metrics: one ExportMetricsServiceRequest
@@ -63,6 +63,31 @@ export function hrTimeBits(t: HrTime): Bits64 {
   return { low, high: Math.floor(b / 65_536) + (a - aLow) / TWO_32 + carry };
 }
 
+/**
+ * {@link hrTimeBits} of the last HrTime seen: the points of a collection
+ * share their start and end times (one per series start, one per
+ * collection), so most points convert no time. HrTime arrays are not frozen,
+ * so the values are compared, not the array's identity.
+ */
+class HrTimeBitsCache {
+  private sec = -1;
+  private ns = -1;
+  private bits: Bits64 = { low: 0, high: 0 };
+
+  of(t: HrTime): Bits64 {
+    if (t[0] !== this.sec || t[1] !== this.ns) {
+      this.bits = hrTimeBits(t);
+      this.sec = t[0];
+      this.ns = t[1];
+    }
+    return this.bits;
+  }
+}
+
+/** A fixed64 field: a one-byte tag (fields 2-15) and 8 bytes. */
+const FIXED64_FIELD = 9;
+const NO_BYTES = new Uint8Array(0);
+
 /** OTLP AggregationTemporality (DELTA 1, CUMULATIVE 2) of the SDK's enum; 0 (unspecified) is not written. */
 function protoTemporality(t: AggregationTemporality): number {
   return t === AggregationTemporality.DELTA ? 1 : t === AggregationTemporality.CUMULATIVE ? 2 : 0;
@@ -71,6 +96,14 @@ function protoTemporality(t: AggregationTemporality): number {
 export class MetricsEncoder {
   /** Per attributes object: its KeyValue fields under field 7 and under field 9. */
   private readonly attributeBytes = new WeakMap<Attributes, [Uint8Array | undefined, Uint8Array | undefined]>();
+  /**
+   * ~0.9 KB per point with the full kmesh label set (bench/otlp.ts), learnt
+   * from each request; the memory of requests the sending queue has
+   * released is reused (as in the logs encoder).
+   */
+  private readonly buffers = new RequestBuffers(900, REQUEST_BUFFERS_POOLED);
+  private readonly startTimes = new HrTimeBitsCache();
+  private readonly endTimes = new HrTimeBitsCache();
   private readonly scopes = new FragmentCache<{ scope: Uint8Array; schemaUrl: Uint8Array }>(SCOPE_CACHE_SIZE);
 
   /** One ExportMetricsServiceRequest holding `rm`, and its number of data points. */
@@ -83,7 +116,7 @@ export class MetricsEncoder {
         if (m.dataPointType === DataPointType.EXPONENTIAL_HISTOGRAM) return { bytes: ProtobufMetricsSerializer.serializeRequest(rm)!, items };
       }
     }
-    const w = new ProtoWriter();
+    const w = this.buffers.writer(items);
     const res = encodedResource(rm.resource);
     // ExportMetricsServiceRequest.resource_metrics(1) { resource(1), scope_metrics(2)*, schema_url(3) }
     w.tag(1, LD).fork().raw(res.resource);
@@ -93,7 +126,9 @@ export class MetricsEncoder {
       w.ldelim();
     }
     w.raw(res.schemaUrl).ldelim();
-    return { bytes: w.finish(), items };
+    const bytes = w.finish();
+    this.buffers.learn(bytes.length, items);
+    return { bytes, items, release: () => this.buffers.give(bytes) };
   }
 
   private writeScopeMetrics(w: ProtoWriter, sm: ScopeMetrics): void {
@@ -158,15 +193,20 @@ export class MetricsEncoder {
     return (cached[slot] ??= encodeFragment((f) => writeAttributes(f, attributes, field)));
   }
 
-  /** NumberDataPoint { start_time 2, time 3, as_double 4 | as_int 6, attributes 7 }, as data_points field 1. */
+  /**
+   * NumberDataPoint { start_time 2, time 3, as_double 4 | as_int 6, attributes 7 }, as data_points field 1.
+   * Its length is known before it is written (three fixed64 fields and the
+   * cached attributes), so the point is not forked: a fork's one reserved
+   * length byte would make the writer move every point of ~1 KB by a byte.
+   */
   private writeNumberPoint(w: ProtoWriter, p: DataPoint<number>, asInt: boolean): void {
-    w.tag(1, LD).fork();
-    w.tag(2, F64).fixed64Bits(hrTimeBits(p.startTime));
-    w.tag(3, F64).fixed64Bits(hrTimeBits(p.endTime));
+    const attributes = p.attributes ? this.attributes(p.attributes, NUMBER_ATTRIBUTES) : NO_BYTES;
+    w.tag(1, LD).uint32(3 * FIXED64_FIELD + attributes.length);
+    w.tag(2, F64).fixed64Bits(this.startTimes.of(p.startTime));
+    w.tag(3, F64).fixed64Bits(this.endTimes.of(p.endTime));
     if (asInt) w.tag(6, F64).sfixed64(p.value);
     else w.tag(4, F64).double(p.value);
-    if (p.attributes) w.raw(this.attributes(p.attributes, NUMBER_ATTRIBUTES));
-    w.ldelim();
+    w.raw(attributes);
   }
 
   /**
@@ -177,8 +217,8 @@ export class MetricsEncoder {
   private writeHistogramPoint(w: ProtoWriter, p: DataPoint<Histogram>): void {
     const h = p.value;
     w.tag(1, LD).fork();
-    w.tag(2, F64).fixed64Bits(hrTimeBits(p.startTime));
-    w.tag(3, F64).fixed64Bits(hrTimeBits(p.endTime));
+    w.tag(2, F64).fixed64Bits(this.startTimes.of(p.startTime));
+    w.tag(3, F64).fixed64Bits(this.endTimes.of(p.endTime));
     w.tag(4, F64).fixed64(h.count);
     if (h.sum !== undefined) w.tag(5, F64).double(h.sum);
     const counts = h.buckets.counts;

@@ -5,7 +5,7 @@ import { connectionSpanAttributes, spanName, type ConnectionSpan } from '../../.
 import type { EncodedRequest } from '../transport.js';
 import { AttributeSetCache } from './AttributeSetCache.js';
 import { encodeScope, encodeSingleScopeRequest, FragmentCache, writeAttributes, writeKeyValue, type Scope } from './common.js';
-import { encodeFragment, int64VarintLength, ProtoWriter, UnixNanoBits, WireType } from './ProtoWriter.js';
+import { encodeFragment, int64VarintLength, ProtoWriter, REQUEST_BUFFERS_POOLED, RequestBuffers, UnixNanoBits, WireType } from './ProtoWriter.js';
 
 /**
  * Direct OTLP encoding of connection spans: one ExportTraceServiceRequest
@@ -203,6 +203,8 @@ const VALUE_CACHE_SIZE = 4_096;
 
 export class ConnectionSpanEncoder {
   private readonly scope: { scope: Uint8Array; schemaUrl: Uint8Array };
+  /** Learnt from each request; in-flight requests' memory is reused (as in the logs encoder). */
+  private readonly buffers = new RequestBuffers(768, REQUEST_BUFFERS_POOLED);
   private readonly identities = new AttributeSetCache<IdentityBlock>(identityBlock);
   /** Encoded KeyValue field per low-cardinality own string attribute and value. */
   private readonly values = new Map<OwnKey, FragmentCache<Uint8Array>>();
@@ -223,8 +225,8 @@ export class ConnectionSpanEncoder {
 
   /** One ExportTraceServiceRequest with every span, in order, under the resource and scope. */
   encode(spans: readonly ConnectionSpan[]): EncodedRequest {
-    const bytes = encodeSingleScopeRequest(this.resource, this.scope, spans, (w, span) => this.writeSpan(w, span));
-    return { bytes, items: spans.length };
+    const bytes = encodeSingleScopeRequest(this.resource, this.scope, spans, (w, span) => this.writeSpan(w, span), this.buffers);
+    return { bytes, items: spans.length, release: () => this.buffers.give(bytes) };
   }
 
   /** The fields of one Span message, in the SDK serializer's order. */

@@ -1,5 +1,5 @@
 import type { Resource } from '@opentelemetry/resources';
-import { encodeFragment, ProtoWriter, WireType } from './ProtoWriter.js';
+import { encodeFragment, ProtoWriter, WireType, type RequestBuffers } from './ProtoWriter.js';
 
 /**
  * opentelemetry.proto.common.v1 and resource.v1 (AnyValue, KeyValue,
@@ -168,8 +168,9 @@ export function encodeSingleScopeRequest<T>(
   scope: { scope: Uint8Array; schemaUrl: Uint8Array },
   items: readonly T[],
   writeItem: (w: ProtoWriter, item: T) => void,
+  buffers: RequestBuffers,
 ): Uint8Array {
-  const w = new ProtoWriter();
+  const w = buffers.writer(items.length);
   const res = encodedResource(resource);
   w.tag(1, LD).fork().raw(res.resource);
   w.tag(2, LD).fork().raw(scope.scope);
@@ -180,5 +181,7 @@ export function encodeSingleScopeRequest<T>(
   }
   w.raw(scope.schemaUrl).ldelim();
   w.raw(res.schemaUrl).ldelim();
-  return w.finish();
+  const bytes = w.finish();
+  buffers.learn(bytes.length, items.length);
+  return bytes;
 }
