@@ -132,6 +132,15 @@ describe('RequestBuffers', () => {
     assert.ok(!Buffer.from(first).equals(firstCopy), 'the first request\'s bytes are gone: give() only after the last read');
   });
 
+  it('ignores a buffer given back twice (it would otherwise go to two requests at once)', () => {
+    const buffers = new RequestBuffers(64, 4);
+    const a = buffers.writer(1).finish();
+    buffers.give(a);
+    buffers.give(a);
+    assert.equal(buffers.writer(1).finish().buffer, a.buffer);
+    assert.notEqual(buffers.writer(1).finish().buffer, a.buffer, 'pooled once');
+  });
+
   it('keeps at most its pool size, never an oversized buffer, and never for a pool of 0', () => {
     const buffers = new RequestBuffers(64, 1);
     const a = buffers.writer(1).finish();

@@ -297,8 +297,11 @@ export class RequestBuffers {
    * every retry are over): `bytes` as {@link ProtoWriter.finish} returned it.
    */
   give(bytes: Uint8Array): void {
-    const whole = Buffer.from(bytes.buffer, 0, bytes.buffer.byteLength);
-    if (this.pool.length < this.maxPooled && whole.length <= MAX_POOLED_BYTES && bytes.byteOffset === 0) this.pool.push(whole);
+    const memory = bytes.buffer;
+    if (this.pool.length >= this.maxPooled || memory.byteLength > MAX_POOLED_BYTES || bytes.byteOffset !== 0) return;
+    // Given twice, one buffer would be handed to two requests at once: the second give is ignored.
+    if (this.pool.some((b) => b.buffer === memory)) return;
+    this.pool.push(Buffer.from(memory, 0, memory.byteLength));
   }
 }
 
