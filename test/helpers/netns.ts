@@ -273,7 +273,11 @@ export class Peer {
       this.wake();
     });
     child.stderr.setEncoding('utf8').on('data', (d: string) => this.stderr.push(d));
-    child.on('exit', (code) => {
+    // 'close', not 'exit': a peer's last lines (`done`) can still be in its
+    // stdout pipe when 'exit' fires, and a waitFor() would then see the exit
+    // without the event (seen once in the kernel matrix: "exited (0) before
+    // 'done'"). 'close' comes after the pipes are read to their end.
+    child.on('close', (code) => {
       this.exitCode = code;
       this.wake();
     });
@@ -335,7 +339,7 @@ export class Peer {
           this.kill();
           resolve();
         }, timeoutMs);
-        this.child.once('exit', () => {
+        this.child.once('close', () => {
           clearTimeout(timer);
           resolve();
         });
