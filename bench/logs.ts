@@ -11,10 +11,13 @@
  *    Comparison: the SDK path (toLogRecord, @opentelemetry/sdk-logs, the SDK
  *    exporter's serializer) in the same run; the notes add the direct path
  *    with `compression: none`.
+ *    `logs.transport_only_records_per_sec`: the gRPC sending path alone
+ *    (one pre-encoded request resent, nothing built or encoded) — the floor
+ *    of the figure above over this transport.
  *    `logs.direct_encode_records_per_sec` and
  *    `logs.sdk_serialize_records_per_sec`: the agent-side stages of both
  *    paths on one core, no network — the ceilings of the figure above.
- * 4. `logs.backend_down_rss`: the agent pushing 50,000 records/s for 45 s
+ * 4. `logs.backend_down_rss`: the agent pushing 50,000 records/s for 30 s
  *    while the receiver is stopped; RSS sampled every second; dropped records
  *    from the exporter's self-metrics.
  *

@@ -21,6 +21,9 @@
  *    SDK serializer path in the same run. The exporter child also times the
  *    Prometheus exposition of the same 50,000 series (writeExposition into a
  *    discarding stream), the reference of the target.
+ * 5. `otlp.store_50k_cpu_ceiling_points_per_sec` (issue 18): the same
+ *    exporter child's own CPU work per export of that store before any gRPC
+ *    (collect, encode, gzip, request by request), the ceiling of figure 4.
  *
  * Run: npm run bench -- otlp   (no root needed)
  */

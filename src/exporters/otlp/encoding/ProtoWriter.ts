@@ -3,8 +3,8 @@ import { dirname, join } from 'node:path';
 
 /**
  * The OpenTelemetry JS transformer's own protobuf writer (what
- * ProtobufLogsSerializer & co. write with since otlp-transformer 0.20x: one
- * growing byte buffer, no object per field), plus the operations the OTLP
+ * ProtobufLogsSerializer & co. write with in the pinned otlp-transformer:
+ * one growing byte buffer, no object per field), plus the operations the OTLP
  * encoders need on top of it: {@link raw} splices bytes that are already
  * encoded protobuf (a cached attribute list, resource or scope), and
  * `fork`/`ldelim` nest a message whose length is known only once it is
@@ -13,13 +13,16 @@ import { dirname, join } from 'node:path';
  * The package does not export the class, so it is loaded from its file
  * next to the package entry point (node's `exports` map governs package
  * specifiers, not file paths). That ties this module to the locked version:
- * a layout change fails at start-up, naming the file, and the equivalence
- * tests (test/exporters/otlp/*EncodingEquivalence*) decode everything it
- * writes against the SDK serializer's output. Every wire primitive (varints,
- * fixed64, doubles, UTF-8) is that writer's; this file only copies bytes.
+ * a layout change fails at start-up, naming the file; protoWriter.test.ts
+ * checks every operation against protobufjs, and the equivalence tests
+ * (test/exporters/otlp/*EncodingEquivalence*) decode everything it
+ * writes against the SDK serializer's output. The varints, fixed-width
+ * numbers and short strings are that writer's; long strings and hex ids go
+ * through Node's own UTF-8 and hex encoders; this file only manages the
+ * buffer and copies bytes.
  *
  * Before it: protobufjs's BufferWriter, which queues one object per field
- * and copies at finish(); on the access-log path that cost more than the
+ * and copies at finish(); on the access-log path that cost as much as the
  * encoding itself (issue 18, BENCHMARKS.md logs.direct_encode_records_per_sec).
  */
 
