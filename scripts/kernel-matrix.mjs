@@ -11,6 +11,8 @@
 //                        one more guest kernel (any bzImage with BTF; repeatable)
 //     --no-debian        no Debian 12 guest        --no-host   no host leg
 //     --suites kernel,e2e                           --no-canary
+//     --files F[,F...]   only these test files (e.g. test/e2e/endpoints.test.ts),
+//                        each in the suite of its kind
 //     --timeout-min N    per guest (default 60)    --tcg-threads single|multi
 //     --keep             keep the run folder even when everything passed
 //     --help, -h         this text
@@ -40,6 +42,7 @@ const { values: opts } = parseArgs({
     'no-host': { type: 'boolean', default: false },
     'no-canary': { type: 'boolean', default: false },
     suites: { type: 'string', default: 'kernel,e2e' },
+    files: { type: 'string', default: '' },
     'timeout-min': { type: 'string', default: '60' },
     'tcg-threads': { type: 'string', default: 'single' },
     keep: { type: 'boolean', default: false },
@@ -112,7 +115,7 @@ function guestKernels() {
 /** The host leg, as a child of ours so that a signal reaches it and its cleanup runs. */
 function runHostLeg(outDir) {
   return new Promise((resolveLeg) => {
-    const args = ['scripts/vm/leg.mjs', '--out', outDir, `--suites=${opts.suites}`];
+    const args = ['scripts/vm/leg.mjs', '--out', outDir, `--suites=${opts.suites}`, `--files=${opts.files}`];
     if (!opts['no-canary']) args.push('--canary');
     // Its own process group: a stop reaches the test runner and the test
     // processes under it too (the leg waits on them synchronously).
@@ -147,7 +150,7 @@ async function runGuestLeg(kernel, outDir, accel) {
   // bound back into the guest, or nothing resolves there.
   writeFileSync(initrd, buildInitramfs(mods.order, undefined, hiddenInGuest([realpathSync(join(root, 'node_modules'))])));
   const guestOut = `${GUEST_SHARE}/legs/${kernel.name}`;
-  const legArgs = ['--out', guestOut, `--suites=${opts.suites}`];
+  const legArgs = ['--out', guestOut, `--suites=${opts.suites}`, `--files=${opts.files}`];
   if (!opts['no-canary']) legArgs.push('--canary');
   // Only under emulation: a test process killed by a signal there is most
   // likely qemu's TCG (shared/KERNELS.md), so a crashed file runs once more.

@@ -10,7 +10,9 @@
 //   canary.*          the canary (scripts/vm/canary), apart from the suite
 //   leg.json          all of it, read by the matrix
 //
-//   node scripts/vm/leg.mjs --out DIR [--suites kernel,e2e] [--retry-crashes] [--canary]
+//   node scripts/vm/leg.mjs --out DIR [--suites kernel,e2e] [--files F,...] [--retry-crashes] [--canary]
+//
+// --files: only these test files (each still runs in the suite of its kind).
 //
 // A test file whose process dies by a signal (SIGSEGV, ...) is a crash, not
 // a failure. With --retry-crashes (the matrix sets it for emulated guests
@@ -28,6 +30,7 @@ const { values: opts } = parseArgs({
   options: {
     out: { type: 'string' },
     suites: { type: 'string', default: 'kernel,e2e' },
+    files: { type: 'string', default: '' },
     'retry-crashes': { type: 'boolean', default: false },
     canary: { type: 'boolean', default: false },
     'source-connections': { type: 'string', default: '5000' },
@@ -40,6 +43,7 @@ if (!opts.out) {
 const root = resolve(new URL('../..', import.meta.url).pathname);
 const out = resolve(opts.out);
 mkdirSync(out, { recursive: true });
+const only = opts.files.split(',').filter(Boolean);
 const started = Date.now();
 const kernel = readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim();
 const leg = { kernel, started: new Date().toISOString(), source: null, suites: {}, tests: [], crashes: [], canary: null, seconds: {} };
@@ -88,8 +92,16 @@ function nodeWithReports(args, base, timeoutMs) {
 // 2. The suites, through the project's own runner.
 for (const suite of opts.suites.split(',').filter(Boolean)) {
   const t0 = Date.now();
+  if (only.length > 0) {
+    // None of the files given is of this suite's kind: nothing to run, nothing failed.
+    const list = spawnSync(process.execPath, ['scripts/run-tests.mjs', suite, ...only], { cwd: root, env: { ...process.env, LIST_TESTS: '1' }, encoding: 'utf8' });
+    if (list.status !== 0) {
+      say(`suite ${suite}: none of ${only.join(', ')}`);
+      continue;
+    }
+  }
   say(`suite ${suite}`);
-  const first = nodeWithReports(['scripts/run-tests.mjs', suite], join(out, suite), 45 * 60_000);
+  const first = nodeWithReports(['scripts/run-tests.mjs', suite, ...only], join(out, suite), 45 * 60_000);
   let tests = first.tests;
   const crashed = crashedFiles(tests);
   for (const file of crashed) {

@@ -108,9 +108,12 @@ export class PrometheusServer {
  */
 const DEADLINE_SCALE = process.env.KMESH_TEST_EMULATED === '1' ? 5 : 1;
 
+/** `ms` as a deadline: stretched under CPU emulation, like waitFor's. */
+export const deadlineMs = (ms: number): number => ms * DEADLINE_SCALE;
+
 /** Polls `check` until it returns a value (not undefined) or the time runs out. */
 export async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000, everyMs = 250): Promise<T> {
-  const deadline = Date.now() + timeoutMs * DEADLINE_SCALE;
+  const deadline = Date.now() + deadlineMs(timeoutMs);
   let lastErr: unknown;
   while (Date.now() < deadline) {
     try {
@@ -121,5 +124,5 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
     }
     await new Promise((r) => setTimeout(r, everyMs));
   }
-  throw new Error(`timed out after ${timeoutMs * DEADLINE_SCALE} ms waiting for ${what}${lastErr ? `: ${String(lastErr)}` : ''}`);
+  throw new Error(`timed out after ${deadlineMs(timeoutMs)} ms waiting for ${what}${lastErr ? `: ${String(lastErr)}` : ''}`);
 }
