@@ -17,7 +17,7 @@ import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
 import { packageRoot } from '../../src/paths.js';
 import { attachedProgramIds, CGROUP_ROOT, kernelSkipReason } from '../helpers/kernel.js';
-import { freePort, waitFor } from '../helpers/prometheusServer.js';
+import { deadlineMs, freePort, waitFor } from '../helpers/prometheusServer.js';
 
 const MAIN = join(packageRoot, 'dist', 'src', 'main.js');
 
@@ -78,7 +78,7 @@ function kernelLost(progId: number): number {
   throw new Error(`program ${progId} has no lost_records map`);
 }
 
-describe('lost kernel records are counted exactly and logged (e2e)', { skip: kernelSkipReason(), timeout: 120_000 }, () => {
+describe('lost kernel records are counted exactly and logged (e2e)', { skip: kernelSkipReason(), timeout: deadlineMs(120_000) }, () => {
   const tmp = mkdtempSync(join(tmpdir(), 'kmesh-otel-lost-'));
   let agent: ChildProcess | undefined;
   let churn: ReturnType<typeof spawn> | undefined;

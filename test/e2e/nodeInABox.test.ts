@@ -18,7 +18,7 @@ import { FakeApiServer } from '../helpers/fakeApiServer.js';
 import { attachedProgramIds, bpffsEntries } from '../helpers/kernel.js';
 import { createPodNetwork, killAllPeers, startPeer, type Peer, type PodNetwork } from '../helpers/netns.js';
 import { OtlpReceiver } from '../helpers/otlpReceiver.js';
-import { freePort, PrometheusServer, waitFor } from '../helpers/prometheusServer.js';
+import { deadlineMs, freePort, PrometheusServer, waitFor } from '../helpers/prometheusServer.js';
 import { namespace, pod, service } from '../processor/k8s_attributes/fixtures.js';
 
 const MAIN = join(packageRoot, 'dist', 'src', 'main.js');
@@ -58,7 +58,7 @@ const WORKLOAD_LABELS = {
   source_workload_namespace: 'default',
 };
 
-describe('node in a box (e2e)', { timeout: 180_000 }, () => {
+describe('node in a box (e2e)', { timeout: deadlineMs(180_000) }, () => {
   const tmp = mkdtempSync(join(tmpdir(), 'kmesh-otel-e2e-'));
   let net: PodNetwork | undefined;
   let api: FakeApiServer | undefined;

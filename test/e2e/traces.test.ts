@@ -24,7 +24,7 @@ import { FakeApiServer } from '../helpers/fakeApiServer.js';
 import { attachedProgramIds, kernelSkipReason } from '../helpers/kernel.js';
 import { createPodNetwork, killAllPeers, startPeer, type PodNetwork } from '../helpers/netns.js';
 import { OtlpReceiver, type ReceivedPoint, type ReceivedSpan } from '../helpers/otlpReceiver.js';
-import { freePort, waitFor } from '../helpers/prometheusServer.js';
+import { deadlineMs, freePort, waitFor } from '../helpers/prometheusServer.js';
 import { namespace, pod } from '../processor/k8s_attributes/fixtures.js';
 
 const MAIN = join(packageRoot, 'dist', 'src', 'main.js');
@@ -37,7 +37,7 @@ const REFUSED = 3; // connects to httpbin:8001, where nothing listens
 
 const ns = (s: string): bigint => BigInt(s);
 
-describe('connection spans (e2e)', { skip: kernelSkipReason(), timeout: 180_000 }, () => {
+describe('connection spans (e2e)', { skip: kernelSkipReason(), timeout: deadlineMs(180_000) }, () => {
   const tmp = mkdtempSync(join(tmpdir(), 'kmesh-otel-e2e-'));
   let net: PodNetwork | undefined;
   let api: FakeApiServer | undefined;
