@@ -17,7 +17,8 @@ import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
 import { packageRoot } from '../../src/paths.js';
 import { CGROUP_ROOT, kernelSkipReason } from '../helpers/kernel.js';
-import { deadlineMs, freePort, waitFor } from '../helpers/prometheusServer.js';
+import { deadlineMs } from '../helpers/deadline.js';
+import { freePort, waitFor } from '../helpers/prometheusServer.js';
 
 const MAIN = join(packageRoot, 'dist', 'src', 'main.js');
 /**

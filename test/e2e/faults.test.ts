@@ -26,7 +26,8 @@ import { packageRoot } from '../../src/paths.js';
 import { FakeApiServer } from '../helpers/fakeApiServer.js';
 import { kernelSkipReason } from '../helpers/kernel.js';
 import { OtlpReceiver, startHungBackend } from '../helpers/otlpReceiver.js';
-import { deadlineMs, freePort, waitFor } from '../helpers/prometheusServer.js';
+import { deadlineMs } from '../helpers/deadline.js';
+import { freePort, waitFor } from '../helpers/prometheusServer.js';
 import { namespace, pod } from '../processor/k8s_attributes/fixtures.js';
 
 const MAIN = join(packageRoot, 'dist', 'src', 'main.js');

@@ -18,7 +18,8 @@ import { FakeApiServer } from '../helpers/fakeApiServer.js';
 import { attachedProgramIds, bpffsEntries } from '../helpers/kernel.js';
 import { createPodNetwork, killAllPeers, startPeer, type Peer, type PodNetwork } from '../helpers/netns.js';
 import { OtlpReceiver } from '../helpers/otlpReceiver.js';
-import { deadlineMs, freePort, PrometheusServer, waitFor } from '../helpers/prometheusServer.js';
+import { deadlineMs } from '../helpers/deadline.js';
+import { freePort, PrometheusServer, waitFor } from '../helpers/prometheusServer.js';
 import { namespace, pod, service } from '../processor/k8s_attributes/fixtures.js';
 
 const MAIN = join(packageRoot, 'dist', 'src', 'main.js');

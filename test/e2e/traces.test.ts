@@ -24,7 +24,8 @@ import { FakeApiServer } from '../helpers/fakeApiServer.js';
 import { attachedProgramIds, kernelSkipReason } from '../helpers/kernel.js';
 import { createPodNetwork, killAllPeers, startPeer, type PodNetwork } from '../helpers/netns.js';
 import { OtlpReceiver, type ReceivedPoint, type ReceivedSpan } from '../helpers/otlpReceiver.js';
-import { deadlineMs, freePort, waitFor } from '../helpers/prometheusServer.js';
+import { deadlineMs } from '../helpers/deadline.js';
+import { freePort, waitFor } from '../helpers/prometheusServer.js';
 import { namespace, pod } from '../processor/k8s_attributes/fixtures.js';
 
 const MAIN = join(packageRoot, 'dist', 'src', 'main.js');

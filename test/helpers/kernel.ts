@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { RECORD_SIZE, RecordLayout } from '../../src/receiver/ebpf/layout.js';
 import { defaultBpfObjectPath } from '../../src/paths.js';
 import { choosePeriodicSource, type PeriodicSourceSetting } from '../../src/receiver/ebpf/periodicSource.js';
+import { deadlineMs } from './deadline.js';
 import { createPodNetwork, killAllPeers, removeStaleNamespaces, type PodNetwork } from './netns.js';
 
 export const CGROUP_ROOT = process.env.KMESH_TEST_CGROUP ?? '/sys/fs/cgroup/unified';
@@ -254,7 +255,7 @@ export function bpffsEntries(root = '/sys/fs/bpf'): string[] {
 }
 
 /** Polls `cond` every `intervalMs` for at most `timeoutMs`; returns its last value. */
-export async function eventually(cond: () => boolean, timeoutMs = 5_000, intervalMs = 50): Promise<boolean> {
+export async function eventually(cond: () => boolean, timeoutMs = deadlineMs(5_000), intervalMs = 50): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (let i = 0; i < Math.ceil(timeoutMs / intervalMs) + 1; i++) {
     if (cond()) return true;
@@ -344,7 +345,7 @@ export function withKernelFixture(opts: KernelFixtureOptions = {}): KernelFixtur
     if (sockopsId !== 0) {
       if (attachedProgramIds().includes(sockopsId)) errors.push(`sockops program ${sockopsId} still attached at ${CGROUP_ROOT}`);
       // Freed asynchronously once the last reference (link, fd) is gone.
-      if (!(await eventually(() => !programExists(sockopsId), 5_000))) errors.push(`sockops program ${sockopsId} still loaded`);
+      if (!(await eventually(() => !programExists(sockopsId)))) errors.push(`sockops program ${sockopsId} still loaded`);
     }
     const pinned = bpffsEntries().filter((e) => !pinnedBefore.includes(e));
     if (pinned.length > 0) errors.push(`left in /sys/fs/bpf: ${pinned.join(', ')}`);

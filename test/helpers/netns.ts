@@ -13,6 +13,7 @@
  */
 import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { deadlineMs } from './deadline.js';
 
 const IP_TIMEOUT_MS = 10_000;
 
@@ -296,7 +297,7 @@ export class Peer {
   }
 
   /** Resolves with the first event named `name`; rejects on timeout or on exit without it. */
-  waitFor(name: string, timeoutMs = 10_000): Promise<PeerEvent> {
+  waitFor(name: string, timeoutMs = deadlineMs(10_000)): Promise<PeerEvent> {
     return new Promise((resolve, reject) => {
       const check = (): boolean => {
         const e = this.events.find((x) => x.event === name);
@@ -332,7 +333,7 @@ export class Peer {
   }
 
   /** Waits for the process to exit (bounded); kills it on timeout. */
-  async exit(timeoutMs = 10_000): Promise<number | null> {
+  async exit(timeoutMs = deadlineMs(10_000)): Promise<number | null> {
     if (!this.exited) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
@@ -390,7 +391,7 @@ export async function exchange(opts: {
   serverWrites: number;
   timeoutMs?: number;
 }): Promise<{ serverPort: number; clientPort: number; client: PeerEvent; server: PeerEvent }> {
-  const timeoutMs = opts.timeoutMs ?? 15_000;
+  const timeoutMs = opts.timeoutMs ?? deadlineMs(15_000);
   const server = startPeer(opts.serverNs, {
     mode: 'server',
     host: opts.serverHost,

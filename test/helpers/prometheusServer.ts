@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './freePort.js';
+import { DEADLINE_SCALE, deadlineMs } from './deadline.js';
 
 export { freePort };
 
@@ -57,7 +58,7 @@ export class PrometheusServer {
     );
     this.proc.stdout?.on('data', (d: Buffer) => (this.output = (this.output + d.toString()).slice(-20_000)));
     this.proc.stderr?.on('data', (d: Buffer) => (this.output = (this.output + d.toString()).slice(-20_000)));
-    const deadline = Date.now() + 30_000;
+    const deadline = Date.now() + deadlineMs(30_000);
     while (Date.now() < deadline) {
       if (this.proc.exitCode !== null) throw new Error(`prometheus exited: ${this.output}`);
       try {
@@ -100,18 +101,7 @@ export class PrometheusServer {
   }
 }
 
-/**
- * Deadlines stretch 5x under CPU emulation: the kernel matrix's TCG guests
- * (scripts/kernel-matrix.mjs) set KMESH_TEST_EMULATED=1, and there the
- * agent's start-up alone takes 12-20 s (0.8 s on the host). Only how long a
- * wait may take changes, never what it waits for.
- */
-const DEADLINE_SCALE = process.env.KMESH_TEST_EMULATED === '1' ? 5 : 1;
-
-/** `ms` as a deadline: stretched under CPU emulation, like waitFor's. */
-export const deadlineMs = (ms: number): number => ms * DEADLINE_SCALE;
-
-/** Polls `check` until it returns a value (not undefined) or the time runs out. */
+/** Polls `check` until it returns a value (not undefined) or the time (stretched under emulation, deadline.ts) runs out. */
 export async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000, everyMs = 250): Promise<T> {
   const deadline = Date.now() + deadlineMs(timeoutMs);
   let lastErr: unknown;

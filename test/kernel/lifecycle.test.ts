@@ -19,6 +19,7 @@ import {
   openProbe,
   programExists,
 } from '../helpers/kernel.js';
+import { deadlineMs } from '../helpers/deadline.js';
 
 const skip = kernelSkipReason();
 
@@ -80,7 +81,7 @@ describe('kernel: attach lifecycle', { skip }, () => {
       setInterval(() => {}, 1000);
     `);
     try {
-      assert.ok(await eventually(() => c.lines.length > 0 || c.p.exitCode !== null, 10_000), 'child attached');
+      assert.ok(await eventually(() => c.lines.length > 0 || c.p.exitCode !== null, deadlineMs(10_000)), 'child attached');
       assert.ok(c.lines.length > 0, `child reported its program ids; stderr: ${c.stderr()}`);
       const ids = JSON.parse(c.lines[0]!) as { sockops: number };
       assert.ok(attachedProgramIds().includes(ids.sockops), 'child program attached');
@@ -102,7 +103,7 @@ describe('kernel: attach lifecycle', { skip }, () => {
       p.startDrain(() => {}, 200);
       setTimeout(() => { p.close(); console.log('closed'); }, 300);
     `);
-    const timeout = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), 10_000).unref());
+    const timeout = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), deadlineMs(10_000)).unref());
     try {
       const r = await Promise.race([c.exited, timeout]);
       assert.notEqual(r, 'timeout', 'process exited after close() (drain thread joined, TSFN released)');

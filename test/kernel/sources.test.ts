@@ -29,6 +29,7 @@ import {
   type BpfProbe,
   type RawRecord,
 } from '../helpers/kernel.js';
+import { deadlineMs } from '../helpers/deadline.js';
 import { createPodNetwork } from '../helpers/netns.js';
 
 const skip = kernelSkipReason();
@@ -86,7 +87,7 @@ class End {
     live.add(this);
   }
   /** The first line (after `from`) carrying `key`; bounded wait. */
-  async wait(key: string, from = 0, timeoutMs = 10_000): Promise<Record<string, unknown>> {
+  async wait(key: string, from = 0, timeoutMs = deadlineMs(10_000)): Promise<Record<string, unknown>> {
     const deadline = Date.now() + timeoutMs;
     for (let i = 0; i < timeoutMs / 10 + 1; i++) {
       const hit = this.lines.slice(from).find((l) => key in l);
