@@ -32,6 +32,9 @@ export const GUEST_MODULES = [
   'veth', 'bridge',
   // The sock_diag periodic-report source (NETLINK_SOCK_DIAG, INET_DIAG).
   'inet_diag', 'tcp_diag', 'udp_diag',
+  // The NAT cases of the ISN test (nat chains, dnat, masquerade). crc32c
+  // first: libcrc32c asks for it through modprobe, which a guest lacks.
+  'crc32c_generic', 'nf_tables', 'nft_chain_nat', 'nft_nat', 'nft_masq',
 ];
 
 const run = (cmd, args, opts = {}) => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 300_000, ...opts });

@@ -1,6 +1,6 @@
 /**
  * NAT set-ups for kernel tests, all inside namespaces the test creates:
- * - {@link natTool}: which netfilter front end is installed (nft, else none);
+ * - {@link natSkipReason}: why the NAT cases cannot run here (a real load of their rules);
  * - {@link createRoutedNetwork}: client -- router -- server namespaces joined
  *   by veth pairs (10.245.1.0/24 and 10.245.2.0/24), the router forwarding;
  * - {@link nft}: rules applied inside one namespace (they vanish with it).
@@ -17,13 +17,49 @@ function run(cmd: string, args: string[], input?: string): string {
   return execFileSync(cmd, args, { encoding: 'utf8', timeout: TIMEOUT_MS, input, stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
-/** Why NAT tests cannot run here (no `nft` binary), or undefined. */
+/** What the NAT cases load (isn.test.ts): nat chains, dnat and masquerade. */
+const PROBE_RULESET = `table ip kmt_probe {
+ chain pre {
+  type nat hook prerouting priority -100;
+  ip daddr 10.245.1.1 tcp dport 80 dnat to 10.245.2.2:8080
+ }
+ chain post {
+  type nat hook postrouting priority 100;
+  oifname "tos" masquerade
+ }
+}
+`;
+
+const why = (err: unknown): string => {
+  const e = err as { stderr?: string; message: string };
+  return (e.stderr?.trim() || e.message).replace(/\s+/g, ' ');
+};
+
+/**
+ * Why NAT tests cannot run here, or undefined. Not a feature probe: the
+ * rules the tests need are loaded in a throw-away namespace, so a kernel
+ * without nf_tables' NAT (or a guest that did not load its modules) is named
+ * with the kernel's own answer, as is a missing `nft` binary.
+ */
 export function natSkipReason(): string | undefined {
   try {
     run('nft', ['--version']);
+  } catch (err) {
+    return `no usable nft binary (Debian: apt-get install nftables): ${why(err)}`;
+  }
+  const ns = `${NETNS_PREFIX}${process.pid}-natprobe`;
+  try {
+    run('ip', ['netns', 'add', ns]);
+    run('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], PROBE_RULESET);
     return undefined;
-  } catch {
-    return 'no nft binary (Debian: apt-get install nftables); the NAT cases need netfilter rules in a test namespace';
+  } catch (err) {
+    return `this kernel refuses the NAT rules the tests load (nat chains, dnat, masquerade), in a test namespace: ${why(err)}`;
+  } finally {
+    try {
+      run('ip', ['netns', 'delete', ns]);
+    } catch {
+      // never created
+    }
   }
 }
 
