@@ -5,6 +5,8 @@ export interface TestResult {
   status: 'pass' | 'fail' | 'skip' | 'todo' | 'crash';
   reason?: string;
   signal?: string;
+  /** A suite, not a test (see parseResults). */
+  isSuite?: true;
 }
 export interface Leg {
   name: string;

@@ -4,15 +4,22 @@
 
 /**
  * @typedef {{ file: string, name: string, status: 'pass' | 'fail' | 'skip' | 'todo' | 'crash',
- *   reason?: string, signal?: string }} TestResult
- *   A test (not a suite). `crash`: the process running the test file died
- *   by a signal (the runner reports the file as one failed test), `reason`:
- *   the skip reason or the failure's message.
+ *   reason?: string, signal?: string, isSuite?: true }} TestResult
+ *   A test, or a suite (`isSuite`; leg.json adds `suite`, the name of the
+ *   matrix suite it ran in). `crash`: the process running the test file
+ *   died by a signal (the runner reports the file as one failed test),
+ *   `reason`: the skip reason or the failure's message.
  */
 
 /**
- * The tests (not suites) of one run, from the lines of
- * scripts/vm/jsonl-reporter.mjs.
+ * The tests of one run, from the lines of scripts/vm/jsonl-reporter.mjs,
+ * and the suites that say something their tests do not: a skipped suite
+ * (its tests never exist, so without it a kernel that skips a whole suite
+ * would look as if it had nothing to skip), a suite that failed by itself
+ * (a hook: an `after` that finds namespaces left behind), and a passed
+ * suite, so that a suite skipped on one kernel can be seen run on another.
+ * A suite that failed only because a test in it did is left out: the test
+ * is counted. {@link tally} counts no passed suite.
  * @param {string} text
  * @returns {TestResult[]}
  */
@@ -26,8 +33,9 @@ export function parseResults(text) {
     } catch {
       continue; // a line cut by a killed runner
     }
-    if (e.type === 'suite') continue;
+    if (e.type === 'suite' && !e.ok && e.skip === undefined && e.failureType === 'subtestsFailed') continue;
     const r = { file: e.file ?? '', name: e.name };
+    if (e.type === 'suite') r.isSuite = true;
     if (e.skip !== undefined) Object.assign(r, { status: 'skip', reason: e.skip || undefined });
     else if (e.todo) r.status = 'todo';
     else if (e.ok) r.status = 'pass';
@@ -51,10 +59,10 @@ export function replaceFile(results, file, rerun) {
   return [...results.filter((r) => r.file !== file), ...rerun.filter((r) => r.file === file || r.file === '')];
 }
 
-/** Counts per status. */
+/** Counts per status; a passed suite is not a test and is not counted. */
 export function tally(results) {
   const t = { pass: 0, fail: 0, skip: 0, todo: 0, crash: 0 };
-  for (const r of results) t[r.status]++;
+  for (const r of results) if (!(r.isSuite && r.status === 'pass')) t[r.status]++;
   return t;
 }
 

@@ -18,14 +18,14 @@ const SOURCES = '/c/test/kernel/sources.test.ts';
 const ITER = '/c/test/kernel/iterate.test.ts';
 
 describe('kernel matrix: results', () => {
-  it('reads tests, skips with their reason, failures, crashes; not suites; survives a cut line', () => {
+  it('reads tests, skips with their reason, failures, crashes; survives a cut line', () => {
     const text = [
       line({ file: SOURCES, name: 'a', ok: true }),
       line({ file: SOURCES, name: 'b', ok: true, skip: 'this kernel (6.18) refuses sk_storage_iter: EPERM' }),
       line({ file: SOURCES, name: 'c', ok: true, skip: '' }),
       line({ file: ITER, name: 'd', ok: false, error: 'the child churned connections: 29', failureType: 'testCodeFailure' }),
       line({ file: ITER, name: 'iterate.test.ts', ok: false, error: 'test failed', signal: 'SIGSEGV' }),
-      line({ file: SOURCES, name: 'suite', ok: false, type: 'suite' }),
+      line({ file: SOURCES, name: 'suite', ok: false, type: 'suite', error: '1 subtest failed', failureType: 'subtestsFailed' }),
       line({ file: SOURCES, name: 'e', ok: true, todo: true }),
       '{"file":"/c/test/kernel/x.te',
     ].join('\n');
@@ -46,6 +46,43 @@ describe('kernel matrix: results', () => {
     assert.equal(r[4]!.signal, 'SIGSEGV');
     assert.deepEqual(tally(r), { pass: 1, fail: 1, skip: 2, todo: 1, crash: 1 });
     assert.deepEqual(crashedFiles(r), [ITER]);
+  });
+
+  it('suites: a skipped one and one whose hook failed count, one failed through its tests does not, a passed one is kept but not counted', () => {
+    const ISN = '/c/test/kernel/isn.test.ts';
+    const r = parseResults(
+      [
+        // A skipped suite: node reports its tests nowhere, only the suite.
+        line({ file: ISN, name: 'the ISN pair through NAT', ok: true, type: 'suite', skip: 'this kernel refuses the NAT rules' }),
+        line({ file: ISN, name: 'a', ok: false, error: 'boom', failureType: 'testCodeFailure' }),
+        line({ file: ISN, name: 'fails through a', ok: false, type: 'suite', error: '1 subtest failed', failureType: 'subtestsFailed' }),
+        line({ file: ISN, name: 'b', ok: true }),
+        line({ file: ISN, name: 'leaks', ok: false, type: 'suite', error: 'namespaces left: kmt-1-c', failureType: 'hookFailed' }),
+        line({ file: ISN, name: 'passes', ok: true, type: 'suite' }),
+      ].join('\n'),
+    );
+    assert.deepEqual(
+      r.map((t) => [t.name, t.status, t.isSuite ?? false]),
+      [
+        ['the ISN pair through NAT', 'skip', true],
+        ['a', 'fail', false],
+        ['b', 'pass', false],
+        ['leaks', 'fail', true],
+        ['passes', 'pass', true],
+      ],
+    );
+    assert.deepEqual(tally(r), { pass: 1, fail: 2, skip: 1, todo: 0, crash: 0 });
+    // leg.json tags each result with its matrix suite's name (`suite`): the same counts.
+    assert.deepEqual(tally(r.map((t) => ({ suite: 'kernel', ...t }))), tally(r));
+    const v = verdict([{ name: 'host', tests: r }]);
+    assert.ok(v.problems.includes('host: FAILED leaks (test/kernel/isn.test.ts): namespaces left: kmt-1-c'), v.problems.join('; '));
+    // A suite skipped on one kernel and run on another is coverage; skipped on both fails.
+    const ran = [{ file: ISN, name: 'the ISN pair through NAT', status: 'pass', isSuite: true } satisfies TestResult];
+    const skipped = r.filter((t) => t.name === 'the ISN pair through NAT');
+    assert.deepEqual(coveredElsewhere([{ name: 'debian12', tests: skipped }, { name: 'host', tests: ran }]), [
+      { skippedOn: 'debian12', name: 'the ISN pair through NAT', file: 'test/kernel/isn.test.ts', ranOn: ['host'] },
+    ]);
+    assert.match(verdict([{ name: 'debian12', tests: skipped }, { name: 'host', tests: skipped }]).problems.join('; '), /skipped on every kernel: test\/kernel\/isn\.test\.ts: the ISN pair through NAT/);
   });
 
   it('a crashed file rerun: the rerun counts for that file, the others stay', () => {
